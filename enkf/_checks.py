@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from enkf._kernels import first_nonfinite
+
 
 def ensemble(E, name: str) -> np.ndarray:
     """Return ``E`` as a C-contiguous float64 (members, entries) array with finite values."""
@@ -23,11 +25,12 @@ def ensemble(E, name: str) -> np.ndarray:
 
 def finite(X: np.ndarray, name: str) -> None:
     """Raise if ``X`` holds NaN or ±inf, naming the member (row) and entry (column)."""
-    if np.isfinite(X).all():
+    i, j = first_nonfinite(np.ascontiguousarray(X, dtype=np.float64).reshape(X.shape[0], -1))
+    if i < 0:
         return
-    bad = np.argwhere(~np.isfinite(X))[0]
-    where = f"member {bad[0]}, entry {bad[1]}" if X.ndim == 2 else f"index {bad[0]}"
-    raise ValueError(f"{name} is not finite at {where} (value {X[tuple(bad)]})")
+    where = f"member {i}, entry {j}" if X.ndim == 2 else f"index {i}"
+    value = X[i, j] if X.ndim == 2 else X[i]
+    raise ValueError(f"{name} is not finite at {where} (value {value})")
 
 
 def vector(y, n: int, name: str) -> np.ndarray:

@@ -80,6 +80,9 @@ class ExperimentSpec(Strict):
     inflation: Positive = 1.0
     """Multiplicative inflation of the analysis anomalies."""
     rtps: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Relaxation to prior spread (0: none)."""
+    rotate: bool = False
+    """Random mean-preserving rotation of the anomalies after each analysis (DAPPER's rot)."""
     localization: LocalizationSpec | None = None
     published_rmse: Positive | None = None
     """Time-averaged analysis RMSE reported in the literature, for the table."""

@@ -152,6 +152,8 @@ def run_experiment(
             Za = inflation.rtps(Z, Za, exp.rtps)
         if exp.inflation != 1.0:
             Za = inflation.multiplicative(Za, exp.inflation)
+        if exp.rotate:
+            Za = analysis.random_rotation(Za, filter_rng)
         E = np.ascontiguousarray(Za[:, :n])
         xa = E.mean(axis=0)
         rmse_a[k] = np.sqrt(np.mean((xa - x) ** 2))
