@@ -1,0 +1,115 @@
+"""The spikeda command line, run as a user runs it: a real process, real files."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SMALL = textwrap.dedent(
+    """\
+    model: {name: lorenz96, n: 40, forcing: 8.0}
+    time: {dt: 0.05, obs_every: 1, cycles: 400, burn_in: 5.0}
+    seeds: [3]
+    experiments:
+      - label: ETKF N=20
+        filter: etkf
+        members: 20
+        inflation: 1.02
+        published_rmse: 0.18
+        tolerance: 0.1
+    """
+)
+
+
+def spikeda(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "enkf.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_help_lists_existing_subcommands():
+    out = spikeda("--help")
+    assert out.returncode == 0
+    assert "twin-toy" in out.stdout
+
+
+def test_console_script_is_installed():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "spikeda"]
+    assert ep.value == "enkf.cli:main"
+
+
+def test_twin_toy_runs_and_writes_json(tmp_path):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(SMALL)
+    before = cfg.read_bytes()
+    out = spikeda("twin-toy", cfg, "--json", tmp_path / "out.json")
+    assert out.returncode == 0, out.stderr
+    assert "ETKF N=20" in out.stdout and "RMSE_a" in out.stdout
+    data = json.loads((tmp_path / "out.json").read_text())
+    (row,) = data["rows"]
+    assert row["rmse_a"] < 0.3 and not row["diverged"]
+    assert cfg.read_bytes() == before
+
+
+def test_divergence_is_a_failure(tmp_path):
+    """Five members without inflation cannot track 13 unstable directions."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        SMALL.replace("members: 20", "members: 5").replace("inflation: 1.02", "inflation: 1.0")
+    )
+    out = spikeda("twin-toy", cfg)
+    assert out.returncode == 1
+    assert "diverged" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.replace("members: 20", "membrs: 20"), "experiments[0].membrs: unknown key"),
+        (
+            lambda s: s.replace("members: 20", "members: 1"),
+            "experiments[0].members: Input should be greater than or equal to 2",
+        ),
+        (
+            lambda s: s.replace("filter: etkf", "filter: letkf"),
+            "'localization' is required for filter letkf",
+        ),
+        (lambda s: s.replace("dt: 0.05", "dt: -1"), "time.dt: Input should be greater than 0"),
+        (lambda s: s.replace("name: lorenz96", "name: lorenz97"), "model"),
+        (lambda s: s + "extra_section: 1\n", "extra_section: unknown key"),
+        (lambda s: s.replace("seeds: [3]", "seeds: [3"), "not valid YAML"),
+        (lambda s: "- just\n- a list\n", "expected a mapping at the top level"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, edit, message):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(edit(SMALL))
+    before = cfg.read_bytes()
+    out = spikeda("twin-toy", cfg)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert message in out.stderr and str(cfg) in out.stderr
+    assert cfg.read_bytes() == before
+
+
+def test_missing_config_file(tmp_path):
+    out = spikeda("twin-toy", tmp_path / "nope.yaml")
+    assert out.returncode == 2
+    assert "cannot read config" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_burn_in_longer_than_run(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(SMALL)
+    out = spikeda("twin-toy", cfg, "--cycles", "50")
+    assert out.returncode == 2
+    assert "burn_in 5.0 covers all 50 cycles" in out.stderr
