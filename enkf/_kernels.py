@@ -58,9 +58,59 @@ def transform_weights(Yt, dt):
     return W
 
 
+@njit(cache=True, nogil=True)
+def _analyse_domain(dom, E, xb, YT, d, rfull, state_ptr, state_idx, obs_ptr, obs_idx, obs_w, Ea):
+    """The local ETKF analysis of domain ``dom``, written into its columns of ``Ea``."""
+    N = E.shape[0]
+    full = rfull.shape[0] > 0
+    s0 = state_ptr[dom]
+    ns = state_ptr[dom + 1] - s0
+    o0 = obs_ptr[dom]
+    p = obs_ptr[dom + 1] - o0
+    # Loops run over members outside and state entries inside: E is (N, M) row-major,
+    # so a domain's entries (usually neighbours in memory) are read along a row.
+    if p == 0:
+        for n in range(N):
+            for j in range(ns):
+                s = state_idx[s0 + j]
+                Ea[n, s] = E[n, s]
+        return
+    Yl = np.empty((N, p))
+    dl = np.empty(p)
+    for k in range(p):
+        o = obs_idx[o0 + k]
+        sw = np.sqrt(obs_w[o0 + k])
+        dl[k] = d[o] * sw
+        for n in range(N):
+            Yl[n, k] = YT[o, n] * sw
+    if full:
+        # Taper, then whiten with the local R: R̃⁻¹ = D^{1/2} R_loc⁻¹ D^{1/2}.
+        Rl = np.empty((p, p))
+        for a in range(p):
+            for b in range(p):
+                Rl[a, b] = rfull[obs_idx[o0 + a], obs_idx[o0 + b]]
+        L = np.linalg.cholesky(Rl)
+        Yl = np.ascontiguousarray(np.linalg.solve(L, np.ascontiguousarray(Yl.T)).T)
+        dl = np.linalg.solve(L, dl)
+    W = transform_weights(Yl, dl)
+    Al = np.empty((N, ns))
+    for n in range(N):
+        for j in range(ns):
+            s = state_idx[s0 + j]
+            Al[n, j] = E[n, s] - xb[s]
+    Out = W @ Al
+    for n in range(N):
+        for j in range(ns):
+            s = state_idx[s0 + j]
+            Ea[n, s] = xb[s] + Out[n, j]
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def local_analyses(E, xb, YT, d, rfull, state_ptr, state_idx, obs_ptr, obs_idx, obs_w, Ea):
-    """All local ETKF analyses of the LETKF, in parallel over domains (Hunt et al. 2007).
+def local_analyses_parallel(E, xb, YT, d, rfull, state_ptr, state_idx, obs_ptr, obs_idx, obs_w, Ea):
+    """All local ETKF analyses of the LETKF, one per domain (Hunt et al. 2007).
+
+    Runs the domains in parallel (numba threads); :func:`local_analyses_serial` is the
+    same on one thread.
 
     Parameters
     ----------
@@ -81,47 +131,16 @@ def local_analyses(E, xb, YT, d, rfull, state_ptr, state_idx, obs_ptr, obs_idx, 
     Ea : (N, M) float64
         Output: the analysis ensemble.
     """
-    N = E.shape[0]
-    full = rfull.shape[0] > 0
-    n_domains = state_ptr.shape[0] - 1
-    for dom in prange(n_domains):
-        s0 = state_ptr[dom]
-        ns = state_ptr[dom + 1] - s0
-        o0 = obs_ptr[dom]
-        p = obs_ptr[dom + 1] - o0
-        # Loops run over members outside and state entries inside: E is (N, M) row-major,
-        # so a domain's entries (usually neighbours in memory) are read along a row.
-        if p == 0:
-            for n in range(N):
-                for j in range(ns):
-                    s = state_idx[s0 + j]
-                    Ea[n, s] = E[n, s]
-            continue
-        Yl = np.empty((N, p))
-        dl = np.empty(p)
-        for k in range(p):
-            o = obs_idx[o0 + k]
-            sw = np.sqrt(obs_w[o0 + k])
-            dl[k] = d[o] * sw
-            for n in range(N):
-                Yl[n, k] = YT[o, n] * sw
-        if full:
-            # Taper, then whiten with the local R: R̃⁻¹ = D^{1/2} R_loc⁻¹ D^{1/2}.
-            Rl = np.empty((p, p))
-            for a in range(p):
-                for b in range(p):
-                    Rl[a, b] = rfull[obs_idx[o0 + a], obs_idx[o0 + b]]
-            L = np.linalg.cholesky(Rl)
-            Yl = np.ascontiguousarray(np.linalg.solve(L, np.ascontiguousarray(Yl.T)).T)
-            dl = np.linalg.solve(L, dl)
-        W = transform_weights(Yl, dl)
-        Al = np.empty((N, ns))
-        for n in range(N):
-            for j in range(ns):
-                s = state_idx[s0 + j]
-                Al[n, j] = E[n, s] - xb[s]
-        Out = W @ Al
-        for n in range(N):
-            for j in range(ns):
-                s = state_idx[s0 + j]
-                Ea[n, s] = xb[s] + Out[n, j]
+    for dom in prange(state_ptr.shape[0] - 1):
+        _analyse_domain(dom, E, xb, YT, d, rfull, state_ptr, state_idx, obs_ptr, obs_idx, obs_w, Ea)
+
+
+@njit(cache=True, nogil=True)
+def local_analyses_serial(E, xb, YT, d, rfull, state_ptr, state_idx, obs_ptr, obs_idx, obs_w, Ea):
+    """:func:`local_analyses_parallel` on one thread, for problems too small to share.
+
+    (Two functions, not one compiled twice: numba's cache keys on the Python function, so
+    two compilations of one function would load each other's cached machine code.)
+    """
+    for dom in range(state_ptr.shape[0] - 1):
+        _analyse_domain(dom, E, xb, YT, d, rfull, state_ptr, state_idx, obs_ptr, obs_idx, obs_w, Ea)

@@ -77,10 +77,11 @@ def _toy_model(cfg: ToyTwinConfig):
     return Lorenz96(m.n, m.forcing) if m.name == "lorenz96" else Lorenz63(m.sigma, m.rho, m.beta)
 
 
-def _advance(model, E, cfg: ToyTwinConfig, forcing=None):
+def _advance(model, E, dt: float, n_steps: int, forcing=None):
+    """Advance ``E`` by ``n_steps``; ``forcing`` (scalar or per member) is Lorenz-96's F."""
     if isinstance(model, Lorenz96):
-        return model.step(E, cfg.time.dt, forcing=forcing, n_steps=cfg.time.obs_every)
-    return model.step(E, cfg.time.dt, n_steps=cfg.time.obs_every)
+        return model.step(E, dt, forcing=forcing, n_steps=n_steps)
+    return model.step(E, dt, n_steps=n_steps)
 
 
 def run_experiment(
@@ -99,15 +100,11 @@ def run_experiment(
     ens_rng, filter_rng = np.random.default_rng(ens_ss), np.random.default_rng(filter_ss)
 
     est = cfg.estimate_forcing
-    F_true = est.truth if est else getattr(model, "forcing", None)
-    x = (F_true if isinstance(model, Lorenz96) else 1.0) + truth_rng.standard_normal(n)
-    spin_steps = int(round(cfg.time.spin_up / cfg.time.dt))
-    x = model.step(
-        x,
-        cfg.time.dt,
-        n_steps=spin_steps,
-        **({"forcing": F_true} if isinstance(model, Lorenz96) else {}),
-    )
+    dt, every = cfg.time.dt, cfg.time.obs_every
+    is_l96 = isinstance(model, Lorenz96)
+    F_true = (est.truth if est else model.forcing) if is_l96 else None
+    x = (F_true if is_l96 else 1.0) + truth_rng.standard_normal(n)
+    x = _advance(model, x, dt, int(round(cfg.time.spin_up / dt)), F_true)
 
     obs_idx = np.arange(0, n, cfg.observations.every_variable)
     R = np.full(obs_idx.size, cfg.observations.error_var)
@@ -122,7 +119,7 @@ def run_experiment(
     localizer = None
     if exp.filter == "letkf":
         loc = exp.localization
-        period = n if isinstance(model, Lorenz96) else None
+        period = n if is_l96 else None
         localizer = DistanceLocalizer(
             np.arange(n), obs_idx, loc.radius, period=period, taper=loc.taper
         )
@@ -131,13 +128,8 @@ def run_experiment(
     F_mean, F_sd = (np.empty(n_cycles if est else 0) for _ in range(2))
     t0 = time.perf_counter()
     for k in range(n_cycles):
-        x = (
-            _advance(model, x, cfg, F_true)
-            if isinstance(model, Lorenz96)
-            else _advance(model, x, cfg)
-        )
-        forcing = transform.inverse(U) if est else None
-        E = _advance(model, E, cfg, forcing)
+        x = _advance(model, x, dt, every, F_true)
+        E = _advance(model, E, dt, every, transform.inverse(U) if est else None)
         y = x[obs_idx] + np.sqrt(R) * obs_rng.standard_normal(obs_idx.size)
         Z = np.column_stack([E, U]) if est else E
         rmse_f[k] = np.sqrt(np.mean((E.mean(axis=0) - x) ** 2))
@@ -164,7 +156,7 @@ def run_experiment(
             F_mean[k], F_sd[k] = F.mean(), F.std(ddof=1)
     wall = time.perf_counter() - t0
 
-    cycle_time = cfg.time.dt * cfg.time.obs_every * np.arange(1, n_cycles + 1)
+    cycle_time = dt * every * np.arange(1, n_cycles + 1)
     burn = int(np.searchsorted(cycle_time, cfg.time.burn_in, side="right"))
     if burn >= n_cycles:
         raise ValueError(
