@@ -63,7 +63,7 @@ def speed(cycles: int, seeds: list[int]) -> list[dict]:
             theirs.append(
                 run_dapper(PEERS[exp.filter], exp.members, exp.inflation, cycles, seed, loc)
             )
-        ms_ours = statistics.median(1e3 * r.wall_s / cycles for r in ours)
+        ms_ours = statistics.median(1e3 * r.wall_s_per_cycle for r in ours)
         ms_dapper = statistics.median(1e3 * r["wall_s_per_cycle"] for r in theirs)
         rows.append(
             {
