@@ -33,7 +33,7 @@ from enkf._kernels import local_analyses_parallel, local_analyses_serial, transf
 _PARALLEL_WORK = 5e5
 
 # Columns of the state processed at once when applying ensemble-space weights: bounds the
-# temporary anomaly block to N × 2¹⁶ doubles (5 MB at N = 100) instead of a copy of E.
+# temporary anomaly blocks to N × 2¹⁶ doubles (52 MB at N = 100) instead of a copy of E.
 _CHUNK = 1 << 16
 
 

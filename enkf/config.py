@@ -8,7 +8,7 @@ the file, the YAML path (``experiments[1].localization.radius``) and what was ex
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -122,6 +122,7 @@ class ToyTwinConfig(Strict):
 
 
 M = TypeVar("M", bound=BaseModel)
+_UNION_TAGS = {get_args(m.model_fields["name"].annotation)[0] for m in (Lorenz96Spec, Lorenz63Spec)}
 
 
 def _yaml_path(loc: tuple) -> str:
@@ -129,7 +130,7 @@ def _yaml_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("lorenz96", "lorenz63"):  # pydantic's name for the union branch
+        elif part in _UNION_TAGS:  # pydantic names the branch of a tagged union in the path
             continue
         else:
             out += f".{part}" if out else str(part)
