@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model._kernels import l63_rk4
+from model._toy_kernels import l63_rk4
 
 
 class Lorenz63:

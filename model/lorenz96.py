@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model._kernels import l96_rk4
+from model._toy_kernels import l96_rk4
 
 
 class Lorenz96:
