@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from model.spec import Strict, describe_errors
 
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message is meant for the user as it is."""
-
-
-class Strict(BaseModel):
-    """Base of all config sections: unknown keys are errors, values are not coerced silently."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 Positive = Annotated[float, Field(gt=0)]
@@ -122,27 +118,9 @@ class ToyTwinConfig(Strict):
 
 
 M = TypeVar("M", bound=BaseModel)
-_UNION_TAGS = {get_args(m.model_fields["name"].annotation)[0] for m in (Lorenz96Spec, Lorenz63Spec)}
-
-
-def _yaml_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in _UNION_TAGS:  # pydantic names the branch of a tagged union in the path
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "<top level>"
-
-
-def _describe(err: dict) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    return f"{err['msg']} (got {err.get('input')!r})"
+_UNION_TAGS = frozenset(
+    get_args(m.model_fields["name"].annotation)[0] for m in (Lorenz96Spec, Lorenz63Spec)
+)
 
 
 def parse(data: dict, model: type[M], source: str = "<config>") -> M:
@@ -154,8 +132,7 @@ def parse(data: dict, model: type[M], source: str = "<config>") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{_yaml_path(e['loc'])}: {_describe(e)}" for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(f"{source}: {describe_errors(exc, _UNION_TAGS)}") from None
 
 
 def load(path, model: type[M]) -> M:
