@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-spikeda
 
-.PHONY: demo test test-slow bench bench-dapper clean
+.PHONY: demo test test-slow bench bench-dapper bench-peers bench-sim clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,22 @@ test-slow: $(STAMP)
 bench-dapper: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 
-bench: bench-dapper
+# Brian2 and NEST in their own environment (they pin numpy < 2.3).
+PEERS := .venv-peers
+$(PEERS)/.installed: benchmarks/requirements-peers.txt
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet -r benchmarks/requirements-peers.txt
+	touch $@
+
+bench-peers: $(PEERS)/.installed
+
+bench-sim: $(STAMP) bench-peers
+	$(PY) benchmarks/simulate.py
+
+bench: bench-dapper bench-peers
 	$(PY) benchmarks/filters.py
 	$(PY) benchmarks/large_scale.py
+	$(PY) benchmarks/simulate.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(PEERS) .pytest_cache .hypothesis *.egg-info

@@ -53,7 +53,7 @@ class Network:
         Izhikevich: a, b, c, d, v_peak_mv).
     positions_um : (n, 2) float64
     syn_ptr : (n+1,) int64; syn_post : (n_syn,) int32; syn_weight : (n_syn,) float32;
-    syn_delay : (n_syn,) uint16 (steps, ≥ 1)
+    syn_delay : (n_syn,) uint16 (steps after the spike's time stamp, ≥ 0)
     bias_pa : (n,) float64
         DC bias of the spec (members may replace it).
     poisson_rate_hz, poisson_weight, poisson_sources : (n_pop,) float64
@@ -102,7 +102,7 @@ class Network:
 
     @property
     def max_delay_steps(self) -> int:
-        return int(self.syn_delay.max()) if self.syn_delay.size else 1
+        return int(self.syn_delay.max()) if self.syn_delay.size else 0
 
     @property
     def synapse_bytes(self) -> int:
@@ -135,6 +135,8 @@ def draw_values(value, n: int, rng: np.random.Generator, r: np.ndarray) -> np.nd
         base = base + value.sd * rng.standard_normal(n)
     if value.r_coef:
         base = base + value.r_coef * r**value.r_power
+    if value.clip_low is not None or value.clip_high is not None:
+        base = np.clip(base, value.clip_low, value.clip_high)
     return base
 
 
@@ -142,8 +144,9 @@ def _delay_steps(values_ms: np.ndarray, dt_ms: float, where: str) -> np.ndarray:
     if np.any(~np.isfinite(values_ms)) or np.any(values_ms < 0):
         i = int(np.flatnonzero(~(np.isfinite(values_ms) & (values_ms >= 0)))[0])
         raise SpecError(f"{where}: delay must be ≥ 0 ms, got {values_ms[i]} (synapse {i})")
-    # A spike needs at least one step to arrive: delays shorter than dt are rounded up to it.
-    steps = np.maximum(np.rint(values_ms / dt_ms), 1)
+    # Delays count from the spike's time stamp (the end of the step in which V crossed);
+    # 0 delivers at the start of the next step, the shortest possible.
+    steps = np.rint(values_ms / dt_ms)
     if steps.max(initial=1) > np.iinfo(np.uint16).max:
         raise SpecError(f"{where}: delay of {values_ms.max()} ms is more than 65535 steps")
     return steps.astype(np.uint16)

@@ -24,7 +24,8 @@ class Recorded:
     member_ptr : (M+1,) int64
         Spikes of member m are ``[member_ptr[m]:member_ptr[m+1]]`` of the arrays below.
     times_s : (n_spikes,) float64
-        Spike times (s), sorted within each member.
+        Spike times (s), sorted within each member: the end of the step in which the
+        membrane crossed threshold, so that they lie in (t0_s, t1_s].
     neurons : (n_spikes,) int64
         Global neuron index of each spike (only recorded neurons).
     rates_hz : (M, n_bins, n_pop) float64

@@ -73,6 +73,9 @@ class Varied(Strict):
     sd: NonNegative = 0.0
     r_coef: float = 0.0
     r_power: Positive = 1.0
+    clip_low: float | None = None
+    clip_high: float | None = None
+    """Values outside [clip_low, clip_high] are set to the bound (e.g. delays ≥ dt)."""
 
     @model_validator(mode="after")
     def _bounds(self):

@@ -71,8 +71,8 @@ class MemberState:
     refractory : (M, n) int32
         Steps left in the refractory period.
     buf_e, buf_i : (M, D, n) float64
-        Spikes in flight: weight arriving at each neuron ``k`` steps ahead sits in slot
-        ``(step + k) mod D``.
+        Spikes in flight: weight arriving at each neuron at the start of step ``step + k``
+        sits in slot ``(step + k) mod D``.
     fingerprint : str
         The network's fingerprint; a state advanced with another network is an error.
     """
@@ -145,7 +145,7 @@ def initial_state(network: Network, n_members: int, seed: int) -> MemberState:
             v[m] = lo + (hi - lo) * rng.random(n)
     if network.model == "izhikevich":
         u = network.neuron["b"] * v
-    D = network.max_delay_steps + 1
+    D = network.max_delay_steps + 2  # slots for steps now+1 … now+1+max_delay, and now
     zeros = np.zeros((M, n))
     return MemberState(
         step=0,
