@@ -36,6 +36,14 @@ def _twin_toy(args) -> int:
     return 0
 
 
+def _simulate(args) -> int:
+    from enkf.simulation import simulate
+
+    summary = simulate(args.config, args.duration_s, args.out, args.members, args.seed)
+    print(summary.line())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikeda",
@@ -54,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cycles", type=int, help="override the number of assimilation cycles")
     p.add_argument("--json", type=Path, help="also write the table and per-run scores here")
     p.set_defaults(func=_twin_toy)
+
+    p = sub.add_parser(
+        "simulate",
+        help="simulate a network spec and write its spikes as an observation store",
+        description="Build the network of a spec (configs/coba.yaml, ...), simulate it and "
+        "write the recorded spikes, population rates and wall time to a new Zarr store.",
+    )
+    p.add_argument("config", type=Path, help="network spec YAML, e.g. configs/coba.yaml")
+    p.add_argument("--duration-s", type=float, required=True, help="simulated time (s)")
+    p.add_argument("--members", type=int, default=1, help="members to simulate (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of structure, initial state and drive")
+    p.add_argument("--out", type=Path, required=True, help="new observation store (*.zarr)")
+    p.set_defaults(func=_simulate)
     return parser
 
 

@@ -1,5 +1,18 @@
-"""Observations: spike trains, calcium ΔF/F, their Zarr stores and forward operators.
+"""Observations: spike trains, their Zarr stores and (to come) calcium and forward operators.
 
-The package is built by the observations issue (DESIGN.md, "Observations"); the filter
-core does not depend on it.
+:class:`SpikeTrains` is the CSR spike-train type that the estimators in ``inference``
+take; :func:`write_store` and :func:`open_store` write and read the observation store
+of DESIGN.md.
 """
+
+from observations.spikes import SpikeTrainError, SpikeTrains
+from observations.store import ObservationStore, StoreError, open_store, write_store
+
+__all__ = [
+    "ObservationStore",
+    "SpikeTrainError",
+    "SpikeTrains",
+    "StoreError",
+    "open_store",
+    "write_store",
+]
