@@ -89,7 +89,7 @@ def write_store(path, spikes: SpikeTrains | None = None, units: dict | None = No
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 raise StoreError(
-                    f"units/cell_type[{i}] = {values[i]!r}; expected one of {CELL_TYPES}"
+                    f"units/cell_type[{i}] = '{values[i]}'; expected one of {CELL_TYPES}"
                 )
     tmp = path.with_name(f".{path.name}.incomplete-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 SMALL = textwrap.dedent(
@@ -113,3 +114,81 @@ def test_burn_in_longer_than_run(tmp_path):
     out = spikeda("twin-toy", cfg, "--cycles", "50")
     assert out.returncode == 2
     assert "burn_in 5.0 covers all 50 cycles" in out.stderr
+
+
+SMALL_NET = textwrap.dedent(
+    """\
+    name: tiny
+    dt_ms: 0.1
+    synapses: {kind: coba}
+    populations:
+      - {name: E, n: 80, type: E, neuron: {model: lif}, drive: {bias_pa: 220.0}, record: 20}
+      - {name: I, n: 20, type: I, neuron: {model: lif}, drive: {bias_pa: 220.0}}
+    projections:
+      - {pre: E, post: [E, I], rule: {kind: fixed_probability, p: 0.1}, weight: 3.0}
+      - {pre: I, post: [E, I], rule: {kind: fixed_probability, p: 0.1}, weight: 30.0}
+    """
+)
+
+
+def test_simulate_writes_a_store_that_observations_reads(tmp_path):
+    from model import advance, build_network, default_params, initial_state
+    from observations import open_store
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SMALL_NET)
+    out = tmp_path / "sim.zarr"
+    res = spikeda("simulate", spec, "--duration-s", "0.6", "--members", "2", "--seed", "4", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.strip().splitlines()) == 1 and "simulated tiny" in res.stdout
+    store = open_store(out)
+    assert store.spikes.n_units == 2 * (20 + 20)  # 20 recorded E + all 20 I, per member
+    assert store.attrs["members"] == 2 and store.attrs["wall_s"] > 0
+    assert store.array("rates/rate_hz").shape == (2, 600, 2)
+    # The store holds exactly what advance gives in one call (it ran in 0.5-s chunks).
+    net = build_network(spec, 4)
+    _, rec = advance(net, default_params(net, 2), initial_state(net, 2, 4), 0.0, 0.6, 4)
+    t1, n1 = rec.member(1)
+    unit = store.units["neuron"][store.units["member"] == 1]
+    got = np.concatenate([store.spikes.train(k) for k in range(40, 80)])
+    ids = np.repeat(unit, store.spikes.counts()[40:80])
+    order = np.lexsort((ids, got))
+    np.testing.assert_allclose(got[order], t1, atol=1e-12)
+    np.testing.assert_array_equal(ids[order], n1)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--duration-s", "0"], "--duration-s must be > 0"),
+        (["--duration-s", "0.00015"], "not a whole number of steps"),
+        (["--duration-s", "0.1", "--members", "0"], "--members must be ≥ 1"),
+    ],
+)
+def test_simulate_bad_arguments(tmp_path, args, message):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SMALL_NET)
+    res = spikeda("simulate", spec, *args, "--out", tmp_path / "o.zarr")
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_simulate_bad_spec_names_the_field(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SMALL_NET.replace("post: [E, I], rule: {kind: fixed_probability, p: 0.1}, weight: 3.0",
+                                      "post: [E, X], rule: {kind: fixed_probability, p: 0.1}, weight: 3.0"))  # fmt: skip
+    res = spikeda("simulate", spec, "--duration-s", "0.1", "--out", tmp_path / "o.zarr")
+    assert res.returncode == 2
+    assert "projections[0].post: unknown population 'X' (have E, I)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_simulate_refuses_to_overwrite(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SMALL_NET)
+    out = tmp_path / "o.zarr"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    res = spikeda("simulate", spec, "--duration-s", "0.1", "--out", out)
+    assert res.returncode == 2 and "exists already" in res.stderr
+    assert (out / "keep.txt").read_text() == "user data"
