@@ -138,7 +138,9 @@ def test_simulate_writes_a_store_that_observations_reads(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SMALL_NET)
     out = tmp_path / "sim.zarr"
-    res = spikeda("simulate", spec, "--duration-s", "0.6", "--members", "2", "--seed", "4", "--out", out)
+    res = spikeda(
+        "simulate", spec, "--duration-s", "0.6", "--members", "2", "--seed", "4", "--out", out
+    )
     assert res.returncode == 0, res.stderr
     assert len(res.stdout.strip().splitlines()) == 1 and "simulated tiny" in res.stdout
     store = open_store(out)

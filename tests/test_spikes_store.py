@@ -16,7 +16,9 @@ def trains(rng):
 def test_from_pairs_equals_from_lists(trains, rng):
     ids = np.repeat(trains.unit_ids, trains.counts())
     perm = rng.permutation(trains.n_spikes)
-    again = SpikeTrains.from_pairs(trains.times_s[perm], ids[perm], 0.0, 10.0, unit_ids=trains.unit_ids)
+    again = SpikeTrains.from_pairs(
+        trains.times_s[perm], ids[perm], 0.0, 10.0, unit_ids=trains.unit_ids
+    )
     np.testing.assert_array_equal(again.times_s, trains.times_s)
     np.testing.assert_array_equal(again.offsets, trains.offsets)
     assert again.train(0).size == 0  # a silent unit is kept
@@ -44,13 +46,34 @@ def test_select_and_between(trains):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: SpikeTrains.from_lists([[0.1, 0.3, 0.2]], t_stop_s=1), "unit 0: spike times are not sorted at index 2"),
-        (lambda: SpikeTrains.from_pairs([0.5, -0.1], [0, 1], 0.0, 1.0), r"times_s\[1\] = -0.1 is negative"),
-        (lambda: SpikeTrains.from_pairs([0.5, np.nan], [0, 1], 0.0, 1.0), r"times_s\[1\] is not finite"),
-        (lambda: SpikeTrains.from_pairs([0.5, 2.0], [0, 1], 0.0, 1.0), r"times_s\[1\] = 2.0 s is outside \[0.0, 1.0\]"),
-        (lambda: SpikeTrains.from_pairs([0.5], [4], 0.0, 1.0, unit_ids=[1, 2]), r"ids\[0\] = 4 is not among unit_ids"),
-        (lambda: SpikeTrains(np.array([0.2, 0.1]), np.array([0, 2]), np.array([5]), 0.0, 1.0), "unit 5 .* not sorted at spike 1"),
-        (lambda: SpikeTrains(np.array([0.2]), np.array([0, 2]), np.array([5]), 0.0, 1.0), "offsets must run from 0 to 1"),
+        (
+            lambda: SpikeTrains.from_lists([[0.1, 0.3, 0.2]], t_stop_s=1),
+            "unit 0: spike times are not sorted at index 2",
+        ),
+        (
+            lambda: SpikeTrains.from_pairs([0.5, -0.1], [0, 1], 0.0, 1.0),
+            r"times_s\[1\] = -0.1 is negative",
+        ),
+        (
+            lambda: SpikeTrains.from_pairs([0.5, np.nan], [0, 1], 0.0, 1.0),
+            r"times_s\[1\] is not finite",
+        ),
+        (
+            lambda: SpikeTrains.from_pairs([0.5, 2.0], [0, 1], 0.0, 1.0),
+            r"times_s\[1\] = 2.0 s is outside \[0.0, 1.0\]",
+        ),
+        (
+            lambda: SpikeTrains.from_pairs([0.5], [4], 0.0, 1.0, unit_ids=[1, 2]),
+            r"ids\[0\] = 4 is not among unit_ids",
+        ),
+        (
+            lambda: SpikeTrains(np.array([0.2, 0.1]), np.array([0, 2]), np.array([5]), 0.0, 1.0),
+            "unit 5 .* not sorted at spike 1",
+        ),
+        (
+            lambda: SpikeTrains(np.array([0.2]), np.array([0, 2]), np.array([5]), 0.0, 1.0),
+            "offsets must run from 0 to 1",
+        ),
     ],
 )
 def test_bad_spike_trains_are_named(make, message):
@@ -59,7 +82,10 @@ def test_bad_spike_trains_are_named(make, message):
 
 
 def test_store_round_trip(tmp_path, trains):
-    units = {"cell_type": np.array(["E", "I", "unknown", "E"]), "position_um": np.arange(12.0).reshape(4, 3)}
+    units = {
+        "cell_type": np.array(["E", "I", "unknown", "E"]),
+        "position_um": np.arange(12.0).reshape(4, 3),
+    }
     path = write_store(tmp_path / "obs.zarr", trains, units, {"rates/rate_hz": (np.ones((2, 3)), {"bin_s": 0.001})},
                        attrs={"note": "test"})  # fmt: skip
     store = open_store(path)
