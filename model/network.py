@@ -177,6 +177,16 @@ def _neuron_params(spec: NetworkSpec, rng) -> dict:
             }
             arrays["v_peak_mv"] = np.full(pop.n, nr.v_peak_mv)
             arrays["v_substeps"] = np.full(pop.n, float(nr.v_substeps))
+        # The threshold test relies on the reset lying below the threshold (a refractory
+        # LIF neuron sits at V_reset; a reset Izhikevich neuron at c).
+        low, high = ("v_reset_mv", "v_th_mv") if isinstance(nr, LIF) else ("c", "v_peak_mv")
+        bad = arrays[low] >= arrays[high]
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise SpecError(
+                f"populations[{spec.populations.index(pop)}].neuron: {low} ({arrays[low][k]}) must be "
+                f"below {high} ({arrays[high][k]}) (neuron {k} of {pop.name})"
+            )
         for k, v in arrays.items():
             out.setdefault(k, []).append(v)
         start += pop.n

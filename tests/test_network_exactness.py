@@ -167,6 +167,10 @@ def test_time_must_match_the_state():
             lambda s: s["projections"][0].update(weight=-2.0),
             "weights are magnitudes and must be > 0",
         ),
+        (
+            lambda s: s["populations"][1].update(neuron={**LIF, "v_reset_mv": -45.0}),
+            "populations[1].neuron: v_reset_mv (-45.0) must be below v_th_mv (-50.0)",
+        ),
     ],
 )
 def test_bad_spec_names_the_field(edit, message):
