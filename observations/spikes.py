@@ -129,14 +129,16 @@ class SpikeTrains:
         )
 
     def between(self, t0_s: float, t1_s: float) -> SpikeTrains:
-        """The spikes in [t0_s, t1_s), all units kept, with the interval as the new bounds."""
+        """The spikes in the window (t0_s, t1_s] — the convention of assimilation windows and
+        of the model's spike stamps — with the window as the new bounds. A spike at exactly
+        the recording's t_start_s stays in the first window."""
         if not (self.t_start_s <= t0_s <= t1_s <= self.t_stop_s):
-            raise SpikeTrainError(
-                f"[{t0_s}, {t1_s}] is not inside [{self.t_start_s}, {self.t_stop_s}]"
-            )
-        lo = [np.searchsorted(self.train(k), t0_s, "left") for k in range(self.n_units)]
-        hi = [np.searchsorted(self.train(k), t1_s, "left") for k in range(self.n_units)]
-        trains = [self.train(k)[a:b] for k, (a, b) in enumerate(zip(lo, hi, strict=True))]
+            raise SpikeTrainError(f"[{t0_s}, {t1_s}] is not inside [{self.t_start_s}, {self.t_stop_s}]")
+        side = "left" if t0_s == self.t_start_s else "right"
+        trains = []
+        for k in range(self.n_units):
+            t = self.train(k)
+            trains.append(t[np.searchsorted(t, t0_s, side) : np.searchsorted(t, t1_s, "right")])
         return SpikeTrains.from_lists(trains, self.unit_ids, t0_s, t1_s)
 
     def binned(self, bin_s: float, sparse: bool = False):

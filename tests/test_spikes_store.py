@@ -40,7 +40,7 @@ def test_select_and_between(trains):
     np.testing.assert_array_equal(sub.train(0), trains.train(2))
     part = trains.between(2.0, 5.0)
     t = trains.train(2)
-    np.testing.assert_array_equal(part.train(2), t[(t >= 2.0) & (t < 5.0)])
+    np.testing.assert_array_equal(part.train(2), t[(t > 2.0) & (t <= 5.0)])
 
 
 @pytest.mark.parametrize(
@@ -149,11 +149,11 @@ def test_crash_during_write_leaves_nothing(tmp_path, trains, monkeypatch):
 
     real_put, calls = store._put, []
 
-    def failing_put(group, name, values):
+    def failing_put(group, name, values, dims=None):
         calls.append(name)
         if len(calls) == 3:
             raise OSError("disk full")
-        return real_put(group, name, values)
+        return real_put(group, name, values, dims)
 
     monkeypatch.setattr(store, "_put", failing_put)
     with pytest.raises(OSError, match="disk full"):

@@ -1,0 +1,10 @@
+"""Forward operators: a member's spikes → what the microscope or the probe would record.
+
+Each operator keeps explicit state across assimilation windows —
+``predict(spikes, state, frame_times) -> (values, state)`` — and gives the observation-error
+variance R it implies.
+"""
+
+from observations.operators.counts import SpikeCountOperator
+
+__all__ = ["SpikeCountOperator"]
