@@ -145,8 +145,14 @@ class StoreWriter:
         arr.attrs.update(attrs or {})
 
     def start_calcium(self, neuron_ids, frame_rate_hz: float, indicator: str = "unknown",
-                      chunks=CALCIUM_CHUNKS, attrs: dict | None = None) -> None:  # fmt: skip
-        """Create ``calcium/`` for ``len(neuron_ids)`` neurons; frames follow by appending."""
+                      chunks=CALCIUM_CHUNKS, attrs: dict | None = None, times_s=None) -> None:  # fmt: skip
+        """Create ``calcium/`` for ``len(neuron_ids)`` neurons.
+
+        Without ``times_s`` the frames follow by :meth:`append_frames` (time blocks). With
+        ``times_s`` (all frame times, s) the array is allocated at its full size and filled
+        by :meth:`write_neurons` (neuron blocks) — for ingesters whose processing runs along
+        time, neuron by neuron (baselines).
+        """
         ids = np.asarray(neuron_ids, dtype=np.int64).reshape(-1)
         if np.unique(ids).size != ids.size:
             raise StoreError("calcium neuron ids must be distinct")
@@ -157,7 +163,8 @@ class StoreWriter:
             {"frame_rate_hz": float(frame_rate_hz), "indicator": indicator, **(attrs or {})}
         )
         ct, cn = chunks[0], min(chunks[1], max(ids.size, 1))
-        dff = g.create_array("dff", shape=(0, ids.size), chunks=(ct, cn), dtype="float32",
+        n_frames = 0 if times_s is None else len(times_s)
+        dff = g.create_array("dff", shape=(n_frames, ids.size), chunks=(ct, cn), dtype="float32",
                              dimension_names=("time", "neuron"), fill_value=np.nan)  # fmt: skip
         dff.attrs.update(
             {
@@ -166,11 +173,47 @@ class StoreWriter:
                 "indicator": indicator,
             }
         )
-        g.create_array(
+        tarr = g.create_array(
             "time", shape=(0,), chunks=(ct,), dtype="float64", dimension_names=("time",)
-        ).attrs["units"] = "s"
+        )
+        tarr.attrs["units"] = "s"
         _put(g, "neuron", ids, ("neuron",))
         self._calcium = g
+        if times_s is not None:
+            self._append_times(np.asarray(times_s, dtype=np.float64).reshape(-1))
+
+    def _append_times(self, times_s: np.ndarray) -> None:
+        prev = np.concatenate([[self._last_time], times_s])
+        bad = ~(np.isfinite(times_s) & (np.diff(prev) > 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            k = self._calcium["time"].shape[0] + i
+            raise StoreError(
+                f"calcium/time[{k}] = {times_s[i]} is not after the previous frame ({prev[i]})"
+            )
+        self._calcium["time"].append(times_s)
+        if times_s.size:
+            self._last_time = times_s[-1]
+
+    def write_neurons(self, first: int, dff) -> None:
+        """Write ΔF/F of neurons ``first … first + k − 1`` for every frame: ``dff`` (n_frames, k).
+
+        Only after :meth:`start_calcium` with ``times_s``. Blocks of 512 neurons match the
+        chunks and write fastest.
+        """
+        if self._calcium is None or self._calcium["time"].shape[0] != self._calcium["dff"].shape[0]:
+            raise StoreError("call start_calcium(..., times_s=...) before write_neurons")
+        arr = self._calcium["dff"]
+        dff = np.asarray(dff, dtype=np.float32)
+        T, N = arr.shape
+        if dff.ndim != 2 or dff.shape[0] != T or not 0 <= first <= first + dff.shape[1] <= N:
+            raise StoreError(
+                f"a block of neurons must be ({T}, k) within {N} neurons, got {dff.shape} at {first}"
+            )
+        if np.isinf(dff).any():
+            f, j = np.argwhere(np.isinf(dff))[0]
+            raise StoreError(f"calcium/dff is infinite at frame {f}, neuron {first + j}")
+        arr[:, first : first + dff.shape[1]] = dff
 
     def append_frames(self, dff, times_s) -> None:
         """Append frames: ``dff`` (k, n_neurons) ΔF/F, ``times_s`` (k,) after every earlier frame.
@@ -190,18 +233,8 @@ class StoreWriter:
             raise StoreError(
                 f"calcium/dff is infinite at frame {self._calcium['time'].shape[0] + f}, neuron {j}"
             )
-        prev = np.concatenate([[self._last_time], times_s])
-        bad = ~(np.isfinite(times_s) & (np.diff(prev) > 0))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            k = self._calcium["time"].shape[0] + i
-            raise StoreError(
-                f"calcium/time[{k}] = {times_s[i]} is not after the previous frame ({prev[i]})"
-            )
+        self._append_times(times_s)
         self._calcium["dff"].append(dff, axis=0)
-        self._calcium["time"].append(times_s)
-        if times_s.size:
-            self._last_time = times_s[-1]
 
 
 def write_store(path, spikes: SpikeTrains | None = None, units: dict | None = None,
