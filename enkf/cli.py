@@ -44,6 +44,29 @@ def _simulate(args) -> int:
     return 0
 
 
+def _parse_options(items) -> dict:
+    """``key=value`` pairs from the command line; values are YAML scalars (numbers, lists)."""
+    import yaml
+
+    options = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option takes key=value, got {item!r}")
+        options[key.replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def _ingest(args) -> int:
+    from observations import validate_store
+    from observations.ingest import ingest
+
+    summary = ingest(args.kind, args.src, args.out, **_parse_options(args.option))
+    _, qc = validate_store(args.out)
+    print(summary.line() + (f"; QC: {qc.line()}" if qc is not None else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikeda",
@@ -75,6 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of structure, initial state and drive")
     p.add_argument("--out", type=Path, required=True, help="new observation store (*.zarr)")
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser(
+        "ingest",
+        help="convert a lab recording (suite2p, phy/Kilosort, NWB, npz, CSV) to an observation store",
+        description="Read a recording in the format a lab has and write a new, validated "
+        "observation store; the source is opened read-only and never changed.",
+    )
+    p.add_argument("kind", choices=["suite2p", "phy", "nwb", "npz", "csv"])
+    p.add_argument("src", type=Path, help="the recording (folder or file)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="new observation store (*.zarr)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="format option, e.g. baseline_window_s=60 (repeatable)",
+    )
+    p.set_defaults(func=_ingest)
     return parser
 
 
