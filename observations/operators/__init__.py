@@ -5,6 +5,24 @@ Each operator keeps explicit state across assimilation windows —
 variance R it implies.
 """
 
+from observations.operators.calcium import (
+    INDICATORS,
+    CalciumOperator,
+    CalciumState,
+    FitResult,
+    fit_kinetics,
+    load_ground_truth,
+    noise_level_nu,
+)
 from observations.operators.counts import SpikeCountOperator
 
-__all__ = ["SpikeCountOperator"]
+__all__ = [
+    "INDICATORS",
+    "CalciumOperator",
+    "CalciumState",
+    "FitResult",
+    "SpikeCountOperator",
+    "fit_kinetics",
+    "load_ground_truth",
+    "noise_level_nu",
+]
