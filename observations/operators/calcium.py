@@ -175,6 +175,11 @@ class CalciumOperator:
         ΔF/F at rest (fraction); default 0.
     noise_nu : float
         CASCADE noise level ν in ΔF/F fraction·Hz^−½ (0.01 = 1 %·Hz^−½).
+    exposure_s : float, optional
+        Time (s) over which a frame averages the ROI, ending at the frame's time stamp;
+        default the whole frame interval 1/frame_rate_hz. In a raster scan a soma is swept
+        in about a millisecond, so a short exposure ending at the ROI's scan time describes
+        a soma ROI better when the time stamps mark that scan time.
     """
 
     indicator: str | None
@@ -187,6 +192,7 @@ class CalciumOperator:
     amplitude: float | None = None
     baseline: float | None = None
     noise_nu: float | None = None
+    exposure_s: float | None = None
     _scale: float = field(init=False, repr=False, compare=False, default=1.0)
 
     def __post_init__(self):
@@ -211,6 +217,8 @@ class CalciumOperator:
         k_sat = math.inf if self.k_sat is None else float(self.k_sat)
         object.__setattr__(self, "k_sat", k_sat)
         object.__setattr__(self, "frame_rate_hz", float(self.frame_rate_hz))
+        if self.exposure_s is None and math.isfinite(self.frame_rate_hz) and self.frame_rate_hz > 0:
+            object.__setattr__(self, "exposure_s", 1.0 / self.frame_rate_hz)
 
         def need(ok: bool, msg: str):
             if not ok:
@@ -241,6 +249,12 @@ class CalciumOperator:
             f"c_rest must be ≥ 0, got {self.c_rest}",
         )
         need(k_sat > 0, f"k_sat must be > 0 (or None for no saturation), got {k_sat}")
+        exposure = float(self.exposure_s)
+        need(
+            math.isfinite(exposure) and 0 < exposure <= 1.0 / self.frame_rate_hz + 1e-12,
+            f"exposure_s must be in (0, 1/frame_rate_hz], got {self.exposure_s}",
+        )
+        object.__setattr__(self, "exposure_s", exposure)
         for name in ("amplitude", "baseline"):
             need(math.isfinite(getattr(self, name)), f"{name} must be finite")
         need(
@@ -250,11 +264,6 @@ class CalciumOperator:
         object.__setattr__(self, "_scale", 1.0 / _kernel_peak(self.tau_rise_s, self.tau_decay_s))
 
     # -- model pieces -----------------------------------------------------------------------
-    @property
-    def exposure_s(self) -> float:
-        """Exposure of one frame (s): the frame interval 1/frame_rate_hz."""
-        return 1.0 / self.frame_rate_hz
-
     def kernel(self, t_s) -> np.ndarray:
         """The single-spike transient k(t) (peak 1) at lags ``t_s`` (s); 0 for t < 0."""
         t = np.asarray(t_s, dtype=np.float64)
