@@ -194,3 +194,50 @@ def test_simulate_refuses_to_overwrite(tmp_path):
     res = spikeda("simulate", spec, "--duration-s", "0.1", "--out", out)
     assert res.returncode == 2 and "exists already" in res.stderr
     assert (out / "keep.txt").read_text() == "user data"
+
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_ingest_npz_from_the_command_line(tmp_path, rng):
+    src = tmp_path / "rec.npz"
+    dff = rng.normal(0.05, 0.01, size=(300, 4)).astype(np.float32)
+    dff[10] = np.nan  # a dropped frame: allowed, counted
+    np.savez(src, spike_times=np.sort(rng.uniform(0, 10, 50)), spike_units=rng.integers(0, 3, 50),
+             t_stop_s=10.0, dff=dff, frame_rate_hz=30.0)  # fmt: skip
+    before = _sha(src)
+    out = tmp_path / "obs.zarr"
+    res = spikeda("ingest", "npz", src, "-o", out, "--option", "indicator=GCaMP6f")
+    assert res.returncode == 0, res.stderr
+    assert "1 frames with NaN" in res.stdout and len(res.stdout.strip().splitlines()) == 1
+    from observations import open_store
+
+    store = open_store(out)
+    np.testing.assert_array_equal(store.dff.values, dff)
+    assert store.spikes.n_spikes == 50 and store.dff.attrs["indicator"] == "GCaMP6f"
+    assert _sha(src) == before
+
+
+@pytest.mark.parametrize(
+    "write, args, message",
+    [
+        (lambda p: np.savez(p, spike_times=[0.5, -1.0], spike_units=[1, 1]), [], "is negative"),
+        (
+            lambda p: np.savez(p, spike_times=[0.5], spike_units=[1]),
+            ["--option", "colour=red"],
+            "colour",
+        ),
+        (lambda p: p.write_bytes(b"not a zip file"), [], "rec.npz"),
+    ],
+)
+def test_ingest_bad_input_is_one_line_and_leaves_the_source(tmp_path, write, args, message):
+    src = tmp_path / "rec.npz"
+    write(src)
+    before = _sha(src)
+    res = spikeda("ingest", "npz", src, "-o", tmp_path / "obs.zarr", *args)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and message in res.stderr
+    assert not (tmp_path / "obs.zarr").exists() and _sha(src) == before
