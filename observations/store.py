@@ -47,6 +47,15 @@ class StoreError(ValueError):
     """An observation store that cannot be read or written; the message names what and where."""
 
 
+def _has_inf(block: np.ndarray) -> bool:
+    """Whether ``block`` holds ±inf (NaN ignored), without a mask as large as the block."""
+    if block.size == 0:
+        return False
+    return bool(
+        np.isinf(np.fmax.reduce(block, axis=None)) or np.isinf(np.fmin.reduce(block, axis=None))
+    )
+
+
 def _put(group, name: str, values: np.ndarray, dims=None):
     values = np.asarray(values)
     kw = {"dimension_names": tuple(dims)} if dims else {}
@@ -210,7 +219,7 @@ class StoreWriter:
             raise StoreError(
                 f"a block of neurons must be ({T}, k) within {N} neurons, got {dff.shape} at {first}"
             )
-        if np.isinf(dff).any():
+        if _has_inf(dff):
             f, j = np.argwhere(np.isinf(dff))[0]
             raise StoreError(f"calcium/dff is infinite at frame {f}, neuron {first + j}")
         arr[:, first : first + dff.shape[1]] = dff
@@ -228,7 +237,7 @@ class StoreWriter:
         n = self._calcium["neuron"].shape[0]
         if dff.ndim != 2 or dff.shape != (times_s.size, n):
             raise StoreError(f"a block of frames must be ({times_s.size}, {n}), got {dff.shape}")
-        if np.isinf(dff).any():
+        if _has_inf(dff):
             f, j = np.argwhere(np.isinf(dff))[0]
             raise StoreError(
                 f"calcium/dff is infinite at frame {self._calcium['time'].shape[0] + f}, neuron {j}"
@@ -432,7 +441,7 @@ def validate_store(
     per_neuron = np.zeros(N, np.int64)
     for a in range(0, T, block_frames):
         block = arr[a : a + block_frames]
-        if np.isinf(block).any():
+        if _has_inf(block):
             f, j = np.argwhere(np.isinf(block))[0]
             raise StoreError(f"{store.path}: calcium/dff is infinite at frame {a + f}, neuron {j}")
         isnan = np.isnan(block)
