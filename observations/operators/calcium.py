@@ -21,9 +21,16 @@ Fluorescence is a Hill-type function of calcium,
 so with c_rest > 0 and n > 1 the response to a burst grows faster than the spike count, as
 GCaMP6 in L2/3 neurons does, while a single spike still gives a finite response (a model
 without resting calcium, c_rest → 0, needs an n-fold larger first-spike response to match
-bursts). A frame reports the average of ΔF/F over its exposure (t_f − 1/frame_rate, t_f]:
-each exposure is cut at the spikes inside it and every smooth piece integrated with
+bursts). A frame reports the average of ΔF/F over its exposure (t_f − exposure_s, t_f]
+(exposure_s defaults to the frame interval 1/frame_rate; for a soma ROI whose time stamps
+mark its scan time, as in the Chen 2013 ground truth, see ``SOMA_SCAN_EXPOSURE_S``): each
+exposure is cut at the spikes inside it and every smooth piece integrated with
 Gauss–Legendre nodes (relative error ~1e−13 for GCaMP6 kinetics, see ``_GL_NODES``).
+
+Because of the Hill readout and the resting calcium, τ_rise and τ_decay are time constants of
+calcium, not of ΔF/F: with n = 2 and c_rest = 1 the ΔF/F transient decays faster than the
+calcium. :meth:`CalciumOperator.dff_kinetics` gives the observable rise and decay times of
+the model's single-spike ΔF/F, which are what published indicator kinetics measure.
 
 Noise: white Gaussian with standard deviation σ per frame, set by the standardised noise
 level of the spike-inference literature (CASCADE; Rupprecht et al., Nat Neurosci 2021)
@@ -65,12 +72,14 @@ GL_W = _gw / 2.0
 
 #: Indicator presets for GCaMP6f / GCaMP6s in mouse V1 L2/3 pyramidal cells, all from the
 #: Chen et al. (2013) ground truth (CASCADE DS09 / DS14; benchmarks/calcium_gt.py re-derives
-#: them with :func:`fit_preset`):
+#: them with :func:`fit_preset`, with the soma-scan exposure SOMA_SCAN_EXPOSURE_S = 1.5 ms):
 #:
-#: - tau_rise_s, tau_decay_s: one pooled fit over all cells of the indicator (each cell with
-#:   its own amplitude and baselines, every cell weighted equally), with hill_n and c_rest
-#:   held; rounded to two digits. GCaMP6f (22 ms, 0.88 s) lies inside the published ranges
-#:   (PUBLISHED_RANGES); the GCaMP6s rise (55 ms) lies just below its range, 60–160 ms.
+#: - tau_rise_s, tau_decay_s: calcium time constants from one pooled fit over all cells of
+#:   the indicator (each cell with its own amplitude and baselines, every cell weighted
+#:   equally), with hill_n and c_rest held; rounded to two digits (pooled fit: 6f 27.9 ms,
+#:   0.881 s; 6s 62.7 ms, 1.635 s). The observable ΔF/F kinetics of the rounded values
+#:   (dff_kinetics) are 6f rise 28 ms, decay 0.73 s and 6s rise 62 ms, decay 1.34 s, inside
+#:   PUBLISHED_RANGES.
 #: - hill_n = 2: the supralinearity of GCaMP6 binding (in-vitro Hill coefficients about 2–3,
 #:   Chen et al. 2013). c_rest = 1: resting calcium of the order of one spike's increment.
 #:   The data do not pin these two down separately: along the valley of n and c_rest the R²
@@ -82,15 +91,15 @@ GL_W = _gw / 2.0
 #:   with :func:`noise_level_nu`.
 INDICATORS: dict[str, dict[str, float]] = {
     "GCaMP6f": {
-        "tau_rise_s": 0.022,
+        "tau_rise_s": 0.028,
         "tau_decay_s": 0.88,
         "hill_n": 2.0,
         "c_rest": 1.0,
-        "amplitude": 0.034,
+        "amplitude": 0.033,
         "noise_nu": 0.0041,
     },
     "GCaMP6s": {
-        "tau_rise_s": 0.055,
+        "tau_rise_s": 0.063,
         "tau_decay_s": 1.6,
         "hill_n": 2.0,
         "c_rest": 1.0,
@@ -99,12 +108,25 @@ INDICATORS: dict[str, dict[str, float]] = {
     },
 }
 
-#: Published ranges of the fitted time constants (s) used to judge a calibration: GCaMP6f
+#: Exposure (s) of a soma ROI in the Chen et al. (2013) ground truth (calcium_gt): the time
+#: stamps there mark when the ROI was scanned, not the end of a full-frame exposure. Evidence:
+#: in every segment the first frame sits 7.2–9.0 ms after t = 0, i.e. 0.43–0.54 of the
+#: 16.65 ms frame interval (a frame-end stamp would sit a whole interval after the start),
+#: and the offset differs by up to 0.9 ms between segments of one cell, as a scan time does
+#: when the ROI's place in the raster shifts; a soma of ~15 µm is swept in about 1–2 ms of
+#: the raster frame. So a frame there averages the ROI over the 1.5 ms before its time
+#: stamp. CalciumOperator's default exposure stays the full frame interval.
+SOMA_SCAN_EXPOSURE_S = 1.5e-3
+
+#: Published ranges (s) of the observable ΔF/F kinetics used to judge a calibration: GCaMP6f
 #: rise 20–40 ms and decay 0.3–0.9 s, GCaMP6s rise 60–160 ms and decay 1–2.7 s (Chen et al.
 #: 2013 in vivo kinetics and the decay constants used by spike-inference tools for them).
+#: They are measured on fluorescence, so they are compared with
+#: :meth:`CalciumOperator.dff_kinetics` (rise_s, decay_s), not with the calcium time
+#: constants tau_rise_s, tau_decay_s of the model.
 PUBLISHED_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "GCaMP6f": {"tau_rise_s": (0.020, 0.040), "tau_decay_s": (0.3, 0.9)},
-    "GCaMP6s": {"tau_rise_s": (0.060, 0.160), "tau_decay_s": (1.0, 2.7)},
+    "GCaMP6f": {"rise_s": (0.020, 0.040), "decay_s": (0.3, 0.9)},
+    "GCaMP6s": {"rise_s": (0.060, 0.160), "decay_s": (1.0, 2.7)},
 }
 
 KINETIC_PARAMS = ("tau_rise_s", "tau_decay_s", "hill_n", "c_rest")
@@ -281,6 +303,44 @@ class CalciumOperator:
         """Peak ΔF/F (fraction) of an isolated spike from rest, without frame averaging."""
         return float(self.amplitude * (self.readout(self.c_rest + 1.0) - self.readout(self.c_rest)))
 
+    def dff_kinetics(self) -> tuple[float, float]:
+        """Observable (rise_s, decay_s) of the single-spike ΔF/F response from rest.
+
+        The response to one spike at t = 0, without frame averaging, is
+        g(t) = h(c_rest + k(t)) − h(c_rest). h increases with c, so g peaks where k does, at
+        t* = τ_r τ_d ln(τ_d/τ_r)/(τ_d − τ_r), with g* = h(c_rest + 1) − h(c_rest); it rises
+        monotonically before t* and falls after it.
+
+        * rise_s: the time t_r ≤ t* at which g(t_r) = (1 − 1/e)·g* (time from the spike);
+        * decay_s: t_d − t*, with t_d > t* where g(t_d) = g*/e (time from the peak).
+
+        Both are roots of a monotone function on a bracket, solved with scipy's brentq to
+        an absolute tolerance of 1e−12 s (far below any frame interval). These are the
+        quantities published indicator kinetics describe; with hill_n = 1 and c_rest = 0
+        they are those of the double exponential itself, with n > 1 and c_rest > 0 the
+        ΔF/F decays faster than the calcium (τ_decay).
+        """
+        tau_r, tau_d = self.tau_rise_s, self.tau_decay_s
+        t_peak = tau_r * tau_d * math.log(tau_d / tau_r) / (tau_d - tau_r)
+        h_rest = float(self.readout(self.c_rest))
+        peak = float(self.readout(self.c_rest + 1.0)) - h_rest
+
+        def g(t: float) -> float:
+            k = (math.exp(-t / tau_d) - math.exp(-t / tau_r)) * self._scale
+            return float(self.readout(self.c_rest + k)) - h_rest
+
+        rise_level, decay_level = (1.0 - math.exp(-1.0)) * peak, peak * math.exp(-1.0)
+        t_rise = scipy.optimize.brentq(
+            lambda t: g(t) - rise_level, 0.0, t_peak, xtol=1e-12, rtol=4 * np.finfo(float).eps
+        )
+        hi = t_peak + tau_d
+        while g(hi) > decay_level:
+            hi += tau_d
+        t_decay = scipy.optimize.brentq(
+            lambda t: g(t) - decay_level, t_peak, hi, xtol=1e-12, rtol=4 * np.finfo(float).eps
+        )
+        return float(t_rise), float(t_decay - t_peak)
+
     def replace(self, **changes) -> CalciumOperator:
         """A copy with some parameters changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -313,7 +373,7 @@ class CalciumOperator:
             returned for the previous window.
         frame_times_s : (n_frames,) float
             Frame times (s), increasing, inside (t_start_s, t_stop_s]; frame f averages
-            ΔF/F over (t_f − 1/frame_rate_hz, t_f].
+            ΔF/F over (t_f − exposure_s, t_f].
 
         Returns
         -------
@@ -513,12 +573,18 @@ class Segment(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class GroundTruth:
-    """A simultaneous imaging + electrophysiology recording, split into segments."""
+    """A simultaneous imaging + electrophysiology recording, split into segments.
+
+    ``exposure_s`` is the time (s) over which a frame averages the ROI before its time
+    stamp: use it as the operator's exposure when fitting (``start=CalciumOperator(...,
+    exposure_s=gt.exposure_s)``; :func:`fit_preset` does so by itself).
+    """
 
     segments: list[Segment]
     indicator: str
     frame_rate_hz: float
     name: str
+    exposure_s: float = SOMA_SCAN_EXPOSURE_S
 
     @property
     def frame_times_s(self) -> list[np.ndarray]:
@@ -537,12 +603,14 @@ class GroundTruth:
         return sum(s.spike_times_s.size for s in self.segments)
 
 
-def load_ground_truth(path) -> GroundTruth:
+def load_ground_truth(path, exposure_s: float | None = None) -> GroundTruth:
     """Read a calcium_gt ``.npz`` (keys dff, t, seg_bounds, spike_times, spike_seg_bounds,
     frame_rate, indicator; see /work/shared/data/calcium_gt/README.md) into segments.
 
     A file without bounds (or with scalar bounds, as single-segment files may carry) is one
-    segment.
+    segment. ``exposure_s`` (s): the frame exposure ending at each time stamp; default the
+    file's ``exposure_s`` key if it has one, else :data:`SOMA_SCAN_EXPOSURE_S` (time stamps
+    mark the soma's scan time, as in the Chen 2013 files).
     """
     path = Path(path)
     with np.load(path, allow_pickle=False) as d:
@@ -557,6 +625,8 @@ def load_ground_truth(path) -> GroundTruth:
         )
         indicator = str(d["indicator"]) if "indicator" in d else ""
         frame_rate = float(d["frame_rate"]) if "frame_rate" in d else float("nan")
+        if exposure_s is None:
+            exposure_s = float(d["exposure_s"]) if "exposure_s" in d else SOMA_SCAN_EXPOSURE_S
     if sb is None or sb.size < 2:
         sb = np.array([0, dff.size])
     if kb is None or kb.size < 2:
@@ -571,7 +641,10 @@ def load_ground_truth(path) -> GroundTruth:
     ]
     if not math.isfinite(frame_rate):
         frame_rate = 1.0 / float(np.median(np.diff(segments[0].frame_times_s)))
-    return GroundTruth(segments, indicator, frame_rate, path.stem)
+    exposure_s = float(exposure_s)
+    if not (math.isfinite(exposure_s) and 0 < exposure_s <= 1.0 / frame_rate + 1e-12):
+        raise ValueError(f"{path.name}: exposure_s must be in (0, 1/frame_rate], got {exposure_s}")
+    return GroundTruth(segments, indicator, frame_rate, path.stem, exposure_s)
 
 
 @dataclass(frozen=True, eq=False)
@@ -585,7 +658,8 @@ class FitResult:
         baselines and its ``noise_nu`` the noise level measured on the data.
     params : dict
         tau_rise_s, tau_decay_s, hill_n, c_rest, k_sat, amplitude, baseline (list, one per
-        segment), noise_nu, single_spike_dff.
+        segment), noise_nu, single_spike_dff, and dff_rise_s, dff_decay_s (the observable
+        ΔF/F kinetics, :meth:`CalciumOperator.dff_kinetics`).
     r2 : float
         Fraction of the variance of ΔF/F explained, all segments pooled: 1 − Σ residual² /
         Σ (ΔF/F − its segment's mean)². Variance is taken around each segment's own mean, so
@@ -690,6 +764,7 @@ def fit_kinetics(
         noise_nu=float(nu),
         single_spike_dff=op.single_spike_dff,
     )
+    params["dff_rise_s"], params["dff_decay_s"] = op.dff_kinetics()
     fitted = tuple(_LINEAR) + tuple(free)
     return FitResult(op, params, r2, r2_seg, fitted, predicted, nfev, at_bounds)
 
@@ -706,15 +781,27 @@ def fit_preset(
     ``fit`` are common to all, the others stay at the start values. Every recording weighs
     the same (its residuals are divided by the root of its total sum of squares), so the fit
     maximises the mean R² over cells rather than favouring the cell with the largest ΔF/F.
+    Without ``start`` the indicator preset starts the fit, with the recordings' exposure
+    (``GroundTruth.exposure_s``, the same for all of them).
 
     Returns
     -------
-    dict with the kinetics (tau_rise_s, tau_decay_s, hill_n, c_rest), ``amplitude`` (the
-    median of the cells'), ``noise_nu`` (the median of the cells'), ``r2`` (one per
-    recording) and ``at_bounds``.
+    dict with the kinetics (tau_rise_s, tau_decay_s, hill_n, c_rest), the observable
+    ``dff_rise_s``, ``dff_decay_s`` of those kinetics, ``amplitude`` (the median of the
+    cells'), ``noise_nu`` (the median of the cells'), ``r2`` (one per recording) and
+    ``at_bounds``.
     """
     if not recordings:
         raise ValueError("fit_preset needs at least one recording")
+    if start is None:
+        exposures = {float(g.exposure_s) for g in recordings}
+        if len(exposures) != 1:
+            raise ValueError(f"recordings differ in exposure_s {sorted(exposures)}: pass start")
+        if indicator not in INDICATORS:
+            raise ValueError(f"unknown indicator {indicator!r}; known: {sorted(INDICATORS)}")
+        start = CalciumOperator(
+            indicator, frame_rate_hz=recordings[0].frame_rate_hz, exposure_s=exposures.pop()
+        )
     free = [p for p in KINETIC_PARAMS if p in set(fit)]
     if set(fit) - set(free):
         raise ValueError(f"fit_preset fits kinetics only; unknown: {sorted(set(fit) - set(free))}")
@@ -739,6 +826,7 @@ def fit_preset(
         amps.append(amp)
         nus.append(noise_level_nu([s.dff for s in d], op.frame_rate_hz))
     out = {p: float(getattr(op, p)) for p in KINETIC_PARAMS}
+    out["dff_rise_s"], out["dff_decay_s"] = op.dff_kinetics()
     out.update(
         amplitude=float(np.median(amps)),
         noise_nu=float(np.median(nus)),
