@@ -564,3 +564,22 @@ def test_single_segment_file_without_bounds(tmp_path, rng):
     assert load_ground_truth(path, exposure_s=1 / 30.0).exposure_s == pytest.approx(1 / 30.0)
     with pytest.raises(ValueError, match="exposure_s must be in"):
         load_ground_truth(path, exposure_s=0.1)
+
+
+# The issue gives the ranges as "≈": read as ±10 % at each end. Values outside the nominal
+# range but within that margin are listed in benchmarks/results/calcium_gt.json and
+# docs/calcium.md (one: GCaMP6s cell3 decay, 0.95 s against ≈ 1.0 s); the strict nominal
+# check above keeps it visible as an expected failure.
+APPROXIMATE = 0.10
+
+
+@needs_data
+@pytest.mark.parametrize("name", [f.stem for f in FILES])
+def test_real_data_dff_kinetics_in_approximate_published_range(real_fits, name):
+    gt, _, full = real_fits[name]
+    for param in ("rise_s", "decay_s"):
+        lo, hi = PUBLISHED_RANGES[gt.indicator][param]
+        value = full.params["dff_" + param]
+        assert lo * (1 - APPROXIMATE) <= value <= hi * (1 + APPROXIMATE), (
+            f"{name}: {param} = {value:.4g}"
+        )
