@@ -1,4 +1,9 @@
-"""Estimators on spike trains: GLMCC and the triplet map (DESIGN.md, "Inference").
+"""Estimators on spike trains: GLMCC (and, to come, its baselines and the triplet map).
 
-Built by the GLMCC and triplet-map issues; the filter core does not depend on it.
+Estimators follow the scikit-learn habit: settings in the constructor, ``fit(spikes)``
+returns an xarray Dataset that saves to Zarr as is.
 """
+
+from inference.glmcc import GLMCC, psp_mv, required_recording_time_s
+
+__all__ = ["GLMCC", "psp_mv", "required_recording_time_s"]
