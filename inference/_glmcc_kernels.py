@@ -104,6 +104,8 @@ def bin_geometry(window_ms, delay_ms, tau_ms, min_lag_ms):
     free_len : (M,) length (ms) of each bin where neither J acts
     plus_log, minus_log : (M,) ln(u₁/u₂) of the part of the bin where J₊ (J₋) acts
     plus_c, minus_c : (M, N_TERMS) power-series coefficients c_m (m = 1…N_TERMS)
+    plus_n, minus_n : (M,) int64 number of terms that matter for |J| ≤ 5 (far from the
+        delay u is small and two or three terms reach machine precision)
     """
     M = int(round(2 * window_ms))
     free_len = np.zeros(M)
@@ -111,6 +113,8 @@ def bin_geometry(window_ms, delay_ms, tau_ms, min_lag_ms):
     minus_log = np.zeros(M)
     plus_c = np.zeros((M, N_TERMS))
     minus_c = np.zeros((M, N_TERMS))
+    plus_n = np.zeros(M, np.int64)
+    minus_n = np.zeros(M, np.int64)
     for k in range(M):
         t1 = -window_ms + k
         t2 = t1 + 1.0
@@ -129,7 +133,24 @@ def bin_geometry(window_ms, delay_ms, tau_ms, min_lag_ms):
             _series(np.exp((hi + delay_ms) / tau_ms), np.exp((lo + delay_ms) / tau_ms), minus_c[k])
             minus_log[k] = (hi - lo) / tau_ms
         free_len[k] = max(free, 0.0)
-    return free_len, plus_log, minus_log, plus_c, minus_c
+        plus_n[k] = _terms_needed(plus_c[k], plus_log[k])
+        minus_n[k] = _terms_needed(minus_c[k], minus_log[k])
+    return free_len, plus_log, minus_log, plus_c, minus_c, plus_n, minus_n
+
+
+@njit(cache=True, nogil=True)
+def _terms_needed(c, log_ratio):
+    """Terms of Σ c_m J^m that can change the bin integral at |J| ≤ 5 (relative 10⁻¹⁸)."""
+    if log_ratio <= 0.0:
+        return 0
+    scale = log_ratio
+    power = 1.0
+    last = 0
+    for m in range(1, N_TERMS + 1):
+        power *= 5.0
+        if c[m - 1] * power > 1e-18 * scale:
+            last = m
+    return last
 
 
 @njit(cache=True, nogil=True)
@@ -143,12 +164,13 @@ def _series(u_hi, u_lo, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _poly(c, J):
-    """For E(J) = ln(u₁/u₂) + Σ_m c_m J^m return (Σ c_m J^m, E′(J), E″(J)) by Horner."""
+def _poly(c, J, n_terms=N_TERMS):
+    """For E(J) = ln(u₁/u₂) + Σ_m c_m J^m return (Σ c_m J^m, E′(J), E″(J)) by Horner,
+    summing the first ``n_terms`` terms."""
     h0 = 0.0
     h1 = 0.0
     h2 = 0.0
-    for m in range(N_TERMS, 0, -1):
+    for m in range(n_terms, 0, -1):
         cm = c[m - 1]
         h0 = h0 * J + cm
         h1 = h1 * J + m * cm
@@ -159,7 +181,7 @@ def _poly(c, J):
 
 @njit(cache=True, nogil=True)
 def _evaluate(a, Jp, Jm, counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c,
-              tau, beta, grad, diag, cp, cm):  # fmt: skip
+              plus_n, minus_n, tau, beta, grad, diag, cp, cm):  # fmt: skip
     """Log posterior at (a, J₊, J₋); fills the gradient (M+2,), the diagonal of −∂²L/∂a²
     (M,), and −∂²L/∂a∂J± (M,) each; returns (log posterior, log likelihood, −∂²L/∂J₊²,
     −∂²L/∂J₋²)."""
@@ -175,13 +197,13 @@ def _evaluate(a, Jp, Jm, counts, s_plus, s_minus, free_len, plus_log, minus_log,
         cp[k] = 0.0
         cm[k] = 0.0
         if plus_log[k] > 0.0:
-            e0, e1, e2 = _poly(plus_c[k], Jp)
+            e0, e1, e2 = _poly(plus_c[k], Jp, plus_n[k])
             w += tau * (plus_log[k] + e0)
             cp[k] = ek * tau * e1
             gp -= cp[k]
             hpp += ek * tau * e2
         if minus_log[k] > 0.0:
-            e0, e1, e2 = _poly(minus_c[k], Jm)
+            e0, e1, e2 = _poly(minus_c[k], Jm, minus_n[k])
             w += tau * (minus_log[k] + e0)
             cm[k] = ek * tau * e1
             gm -= cm[k]
@@ -221,8 +243,8 @@ def _tridiag_solve(diag, off, rhs, work):
 
 
 @njit(cache=True, nogil=True)
-def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c, tau, beta,
-             window, fix_plus, fix_minus, j_lo, j_hi, tol, max_iter):  # fmt: skip
+def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c, plus_n,
+             minus_n, tau, beta, window, fix_plus, fix_minus, j_lo, j_hi, tol, max_iter):  # fmt: skip
     """MAP of (a, J₊, J₋) by Levenberg–Marquardt on the full Newton system.
 
     −H is tridiagonal in a plus two border columns (a, J±) and a diagonal J block, so each
@@ -243,7 +265,8 @@ def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, min
     cm = np.empty(M)
     work = np.empty(M)
     L, LL, hpp, hmm = _evaluate(a, Jp, Jm, counts, s_plus, s_minus, free_len, plus_log,
-                                minus_log, plus_c, minus_c, tau, beta, grad, diag, cp, cm)  # fmt: skip
+                                minus_log, plus_c, minus_c, plus_n, minus_n, tau, beta,
+                                grad, diag, cp, cm)  # fmt: skip
     lam = 1e-3
     converged = False
     it = 0
@@ -278,7 +301,7 @@ def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, min
         Jm_new = min(max(Jm + dJm, j_lo), j_hi) if not fix_minus else 0.0
         L_new, LL_new, hpp2, hmm2 = _evaluate(a_new, Jp_new, Jm_new, counts, s_plus, s_minus,
                                               free_len, plus_log, minus_log, plus_c, minus_c,
-                                              tau, beta, g2, d2, cp2, cm2)  # fmt: skip
+                                              plus_n, minus_n, tau, beta, g2, d2, cp2, cm2)  # fmt: skip
         if L_new > L:
             gain = L_new - L
             a, Jp, Jm, L, LL, hpp, hmm = a_new, Jp_new, Jm_new, L_new, LL_new, hpp2, hmm2
@@ -296,3 +319,43 @@ def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, min
                 converged = True
                 break
     return a, Jp, Jm, L, LL, it, converged
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def fit_pairs(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c, plus_n,
+              minus_n, tau, beta, window, fix, j_lo, j_hi, tol, max_iter):  # fmt: skip
+    """:func:`fit_pair` for P pairs × D delays in parallel; keeps the delay of the largest
+    log posterior per pair.
+
+    Geometry arrays carry the delay first (D, M, ...); ``fix`` (P, 2) bool holds J₊ / J₋ at
+    0 per pair (the restricted fits of the LR test).
+
+    Returns
+    -------
+    best (P,) delay index, a (P, M), J (P, 2), log posterior (P,), log likelihood (P,),
+    converged (P,) bool
+    """
+    P, M = counts.shape
+    D = free_len.shape[0]
+    best = np.zeros(P, np.int64)
+    a_out = np.empty((P, M))
+    J_out = np.empty((P, 2))
+    L_out = np.full(P, -np.inf)
+    LL_out = np.empty(P)
+    conv_out = np.zeros(P, np.bool_)
+    for p in prange(P):
+        for q in range(D):
+            a, Jp, Jm, L, LL, it, conv = fit_pair(
+                counts[p], s_plus[p, q], s_minus[p, q], free_len[q], plus_log[q], minus_log[q],
+                plus_c[q], minus_c[q], plus_n[q], minus_n[q], tau, beta, window,
+                fix[p, 0], fix[p, 1], j_lo, j_hi, tol, max_iter,
+            )  # fmt: skip
+            if L > L_out[p]:
+                best[p] = q
+                a_out[p] = a
+                J_out[p, 0] = Jp
+                J_out[p, 1] = Jm
+                L_out[p] = L
+                LL_out[p] = LL
+                conv_out[p] = conv
+    return best, a_out, J_out, L_out, LL_out, conv_out

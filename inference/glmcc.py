@@ -15,8 +15,6 @@ solve in O(M) (see ``_glmcc_kernels``); significance by the Wald-type threshold
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import xarray as xr
 
@@ -145,54 +143,66 @@ class GLMCC:
         )
         return self._fit_statistics(spikes.unit_ids, pairs, counts, s_plus, s_minus, n_lags)
 
+    def _geometry(self):
+        """Per-delay bin constants, stacked with the delay first (see bin_geometry)."""
+        geos = [
+            K.bin_geometry(self.window_ms, d, self.tau_ms, self.min_lag_ms) for d in self.delays
+        ]
+        return tuple(np.stack([g[i] for g in geos]) for i in range(len(geos[0])))
+
     def _fit_statistics(self, unit_ids, pairs, counts, s_plus, s_minus, n_lags) -> xr.Dataset:
         n = unit_ids.size
         P, M = counts.shape
+        geo = self._geometry()
+        args = (self.tau_ms, self.beta, self.window_ms)
+        solver = (J_BOUNDS[0], J_BOUNDS[1], 1e-4, 1000)
+        best, a_all, J_fit, _, LL, conv = K.fit_pairs(
+            counts, s_plus, s_minus, *geo, *args, np.zeros((P, 2), bool), *solver
+        )
+        d_fit = self.delays[best]
+        # c̄: the mean of exp(a_k) over the τ one-ms bins right after the delay on each side.
+        W, tau_bins = int(round(self.window_ms)), int(round(self.tau_ms))
+        k_plus = W + np.ceil(d_fit).astype(np.int64)
+        k_minus = W - np.ceil(d_fit).astype(np.int64) - tau_bins
+        offs = np.arange(tau_bins)
+        rows = np.arange(P)[:, None]
+        cbar = np.stack([
+            np.exp(a_all[rows, np.clip(k_plus[:, None] + offs, 0, M - 1)]).mean(axis=1),
+            np.exp(a_all[rows, np.clip(k_minus[:, None] + offs, 0, M - 1)]).mean(axis=1),
+        ], axis=1)  # fmt: skip
+        z = z_two_sided(self.alpha)
+        with np.errstate(divide="ignore"):
+            thr_fit = WALD_FACTOR * z / np.sqrt(self.tau_ms * cbar)
+        status_fit = np.where(~conv[:, None], "not_converged",
+                              np.where(self.tau_ms * cbar <= DATA_RULE, "insufficient_data", "ok"))  # fmt: skip
+        stat_fit = np.full((P, 2), np.nan)
+        if self.test == "lr":
+            # Restricted fits (J = 0 on one side), at each pair's chosen delay.
+            for side in (0, 1):
+                for q in range(len(self.delays)):
+                    todo = np.flatnonzero((status_fit[:, side] == "ok") & (best == q))
+                    if todo.size == 0:
+                        continue
+                    fix = np.zeros((todo.size, 2), bool)
+                    fix[:, side] = True
+                    geo_q = tuple(g[q : q + 1] for g in geo)
+                    r = K.fit_pairs(counts[todo], s_plus[todo, q : q + 1], s_minus[todo, q : q + 1],
+                                    *geo_q, *args, fix, *solver)  # fmt: skip
+                    stat_fit[todo, side] = 2.0 * (LL[todo] - r[4])
         J = np.full((n, n), np.nan)
         thr = np.full((n, n), np.nan)
         stat = np.full((n, n), np.nan)
         delay = np.full((n, n), np.nan)
         nl = np.zeros((n, n), np.int64)
         status = np.full((n, n), "", dtype=object)
-        a_all = np.full((P, M), np.nan)
-        geos = [
-            K.bin_geometry(self.window_ms, d, self.tau_ms, self.min_lag_ms) for d in self.delays
-        ]
-        z = z_two_sided(self.alpha)
-        tau_bins = int(round(self.tau_ms))
-        for p in range(P):
-            i, j = pairs[p]
-            best = None
-            for q, geo in enumerate(geos):
-                res = K.fit_pair(counts[p], s_plus[p, q], s_minus[p, q], *geo, self.tau_ms, self.beta,
-                                 self.window_ms, False, False, J_BOUNDS[0], J_BOUNDS[1], 1e-4, 1000)  # fmt: skip
-                if best is None or res[3] > best[1][3]:
-                    best = (q, res)
-            q, (a, Jp, Jm, L, LL, it, conv) = best
-            d = self.delays[q]
-            a_all[p] = a
-            W = int(round(self.window_ms))
-            k_plus = W + int(np.ceil(d))
-            k_minus = W - int(np.ceil(d)) - tau_bins
-            for side, (src, dst, Jv, k0) in enumerate(((i, j, Jp, k_plus), (j, i, Jm, k_minus))):
-                cbar = float(np.mean(np.exp(a[max(k0, 0) : max(k0 + tau_bins, 0)])))
-                J[src, dst] = Jv
-                delay[src, dst] = d
-                nl[src, dst] = n_lags[p]
-                thr[src, dst] = (
-                    WALD_FACTOR * z / math.sqrt(self.tau_ms * cbar) if cbar > 0 else np.inf
-                )
-                if not conv:
-                    status[src, dst] = "not_converged"
-                elif self.tau_ms * cbar <= DATA_RULE:
-                    status[src, dst] = "insufficient_data"
-                else:
-                    status[src, dst] = "ok"
-                if self.test == "lr" and status[src, dst] == "ok":
-                    geo = geos[q]
-                    r = K.fit_pair(counts[p], s_plus[p, q], s_minus[p, q], *geo, self.tau_ms, self.beta,
-                                   self.window_ms, side == 0, side == 1, J_BOUNDS[0], J_BOUNDS[1], 1e-4, 1000)  # fmt: skip
-                    stat[src, dst] = 2.0 * (LL - r[4])
+        i, j = pairs[:, 0], pairs[:, 1]
+        for side, (src, dst) in enumerate(((i, j), (j, i))):
+            J[src, dst] = J_fit[:, side]
+            thr[src, dst] = thr_fit[:, side]
+            stat[src, dst] = stat_fit[:, side]
+            delay[src, dst] = d_fit
+            nl[src, dst] = n_lags
+            status[src, dst] = status_fit[:, side]
         if self.test == "wald":
             significant = (np.abs(J) > thr) & (status == "ok")
         else:

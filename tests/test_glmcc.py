@@ -100,7 +100,7 @@ def test_bin_integrals_against_quadrature():
     from scipy.integrate import quad
 
     d, tau = 2.5, 4.0
-    free, plog, mlog, pc, mc = K.bin_geometry(50.0, d, tau, 0.0)
+    free, plog, mlog, pc, mc, pn, mn = K.bin_geometry(50.0, d, tau, 0.0)
     for J in (-2.7, 0.3, 4.9):
         for k in (40, 47, 52, 53, 70):
             t1 = -50.0 + k
@@ -115,9 +115,9 @@ def test_bin_integrals_against_quadrature():
             )
             w = free[k]
             if plog[k] > 0:
-                w += tau * (plog[k] + K._poly(pc[k], J)[0])
+                w += tau * (plog[k] + K._poly(pc[k], J, pn[k])[0])
             if mlog[k] > 0:
-                w += tau * (mlog[k] + K._poly(mc[k], J)[0])
+                w += tau * (mlog[k] + K._poly(mc[k], J, mn[k])[0])
             assert w == pytest.approx(ref, rel=1e-12)
 
 
