@@ -15,6 +15,7 @@ solve in O(M) (see ``_glmcc_kernels``); significance by the Wald-type threshold
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -59,6 +60,39 @@ def required_recording_time_s(
     # c̄ [lags/ms] = λ_pre λ_post T: T [ms] = (1.57 z/J)² / (τ λ_pre λ_post)
     T_ms = (WALD_FACTOR * z / J) ** 2 / (tau_ms * rate_prod_per_ms2)
     return T_ms * 1e-3
+
+
+def pair_statistics(spikes: SpikeTrains, pairs, window_ms=50.0, delays_ms=(3.0,), tau_ms=4.0,
+                    min_lag_ms=0.0):  # fmt: skip
+    """Cross-correlogram counts (P, M) and kernel sums (P, n_delays) of the unordered
+    ``pairs`` (positions (P, 2); lags t = t_second − t_first), and the lag counts (P,).
+
+    With more pairs than units, one sweep over all spikes merged in time serves every pair
+    (O(spikes × spikes in a window), parallel); for a few pairs, one sweep per pair.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    delays = np.asarray(delays_ms, dtype=np.float64).reshape(-1)
+    times_ms = spikes.times_s * 1e3
+    if pairs.shape[0] <= spikes.n_units:
+        return K.all_pair_statistics(
+            times_ms, spikes.offsets, pairs, window_ms, delays, tau_ms, min_lag_ms
+        )
+    n = spikes.n_units
+    key = np.sort(pairs, axis=1)
+    if np.unique(key[:, 0] * n + key[:, 1]).size != key.shape[0]:
+        raise ValueError("pairs must list each unordered pair once")
+    pair_of = np.full((n, n), -1, np.int64)
+    sign_of = np.zeros((n, n), np.int64)
+    idx = np.arange(pairs.shape[0])
+    pair_of[pairs[:, 0], pairs[:, 1]] = idx
+    pair_of[pairs[:, 1], pairs[:, 0]] = idx
+    sign_of[pairs[:, 0], pairs[:, 1]] = 1
+    sign_of[pairs[:, 1], pairs[:, 0]] = -1
+    units = np.repeat(np.arange(n), spikes.counts())
+    order = np.argsort(times_ms, kind="stable")
+    chunks = 2 * numba.get_num_threads()  # two per thread, for load balance
+    return K.merged_pair_statistics(times_ms[order], units[order], pair_of, sign_of, pairs.shape[0],
+                                    window_ms, delays, tau_ms, min_lag_ms, chunks)  # fmt: skip
 
 
 class GLMCC:
@@ -131,17 +165,14 @@ class GLMCC:
             raise ValueError(
                 "pairs must be distinct positions (i ≠ j) of units in the spike trains"
             )
-        times_ms = spikes.times_s * 1e3
-        counts, s_plus, s_minus, n_lags = K.all_pair_statistics(
-            times_ms,
-            spikes.offsets,
-            pairs,
-            self.window_ms,
-            self.delays,
-            self.tau_ms,
-            self.min_lag_ms,
+        # One fit serves both directions: keep each unordered pair once, in the order given.
+        key = np.sort(pairs, axis=1)
+        _, first = np.unique(key[:, 0] * n + key[:, 1], return_index=True)
+        pairs = pairs[np.sort(first)]
+        stats = pair_statistics(
+            spikes, pairs, self.window_ms, self.delays, self.tau_ms, self.min_lag_ms
         )
-        return self._fit_statistics(spikes.unit_ids, pairs, counts, s_plus, s_minus, n_lags)
+        return self._fit_statistics(spikes.unit_ids, pairs, *stats)
 
     def _geometry(self):
         """Per-delay bin constants, stacked with the delay first (see bin_geometry)."""
