@@ -15,7 +15,6 @@ solve in O(M) (see ``_glmcc_kernels``); significance by the Wald-type threshold
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import xarray as xr
 
@@ -67,32 +66,16 @@ def pair_statistics(spikes: SpikeTrains, pairs, window_ms=50.0, delays_ms=(3.0,)
     """Cross-correlogram counts (P, M) and kernel sums (P, n_delays) of the unordered
     ``pairs`` (positions (P, 2); lags t = t_second − t_first), and the lag counts (P,).
 
-    With more pairs than units, one sweep over all spikes merged in time serves every pair
-    (O(spikes × spikes in a window), parallel); for a few pairs, one sweep per pair.
+    One sweep of both trains per pair, pairs in parallel: O(spikes) per pair. (A single
+    sweep over all spikes merged in time touches fewer spikes, but scatters into a
+    pairs × bins accumulator; it measured 2× slower at 200 neurons × 1 h.)
     """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     delays = np.asarray(delays_ms, dtype=np.float64).reshape(-1)
     times_ms = spikes.times_s * 1e3
-    if pairs.shape[0] <= spikes.n_units:
-        return K.all_pair_statistics(
-            times_ms, spikes.offsets, pairs, window_ms, delays, tau_ms, min_lag_ms
-        )
-    n = spikes.n_units
-    key = np.sort(pairs, axis=1)
-    if np.unique(key[:, 0] * n + key[:, 1]).size != key.shape[0]:
-        raise ValueError("pairs must list each unordered pair once")
-    pair_of = np.full((n, n), -1, np.int64)
-    sign_of = np.zeros((n, n), np.int64)
-    idx = np.arange(pairs.shape[0])
-    pair_of[pairs[:, 0], pairs[:, 1]] = idx
-    pair_of[pairs[:, 1], pairs[:, 0]] = idx
-    sign_of[pairs[:, 0], pairs[:, 1]] = 1
-    sign_of[pairs[:, 1], pairs[:, 0]] = -1
-    units = np.repeat(np.arange(n), spikes.counts())
-    order = np.argsort(times_ms, kind="stable")
-    chunks = 2 * numba.get_num_threads()  # two per thread, for load balance
-    return K.merged_pair_statistics(times_ms[order], units[order], pair_of, sign_of, pairs.shape[0],
-                                    window_ms, delays, tau_ms, min_lag_ms, chunks)  # fmt: skip
+    return K.all_pair_statistics(
+        times_ms, spikes.offsets, pairs, window_ms, delays, tau_ms, min_lag_ms
+    )
 
 
 class GLMCC:

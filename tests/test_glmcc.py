@@ -176,26 +176,3 @@ def test_psp_and_recording_time():
     J = 1.0 / 2.532
     cbar = 2.0 * 3.0 * 1e-6 * T * 1e3
     assert 1.57 * 3.2905267 / np.sqrt(4.0 * cbar) == pytest.approx(J, rel=1e-6)
-
-
-@pytest.mark.parametrize("min_lag", [0.0, 1.5])
-def test_merged_sweep_equals_pairwise_sweeps(min_lag):
-    """The all-pairs sweep over merged spikes gives the per-pair statistics exactly,
-    including lags on bin edges, simultaneous spikes and both orientations of a pair."""
-    from inference.glmcc import pair_statistics
-
-    rng = np.random.default_rng(7)
-    trains = [np.round(np.sort(rng.uniform(0, 300, rng.integers(50, 400))), 3) for _ in range(7)]
-    trains[3] = trains[2].copy()  # simultaneous spikes
-    spikes = SpikeTrains.from_lists(trains, t_start_s=0.0, t_stop_s=300.0)
-    # Both orientations occur: (i, j) for some pairs, (j, i) for others.
-    pairs = np.array([(i, j) if (i + j) % 2 else (j, i) for i in range(7) for j in range(i + 1, 7)])
-    delays = np.array([1.0, 2.5, 3.0])
-    merged = pair_statistics(spikes, pairs, 50.0, delays, 4.0, min_lag)
-    assert pairs.shape[0] > spikes.n_units  # the merged path
-    single = K.all_pair_statistics(
-        spikes.times_s * 1e3, spikes.offsets, pairs, 50.0, delays, 4.0, min_lag
-    )
-    for m, s in zip(merged, single, strict=True):
-        np.testing.assert_allclose(m, s, rtol=1e-12, atol=1e-12)
-    assert merged[3].sum() > 300
