@@ -28,6 +28,7 @@ DATA_RULE = 10.0  # τ c̄ must exceed this for a side to be tested
 LR_CHI2_1E4 = 15.137  # χ²₁ quantile at α = 10⁻⁴
 J_BOUNDS = (-3.0, 5.0)
 STATUS = ("ok", "insufficient_data", "not_converged")
+PROGRESS_BLOCK = 4096  # pairs per cross-correlogram call when reporting progress
 
 
 def z_two_sided(alpha: float) -> float:
@@ -125,8 +126,11 @@ class GLMCC:
             else np.array([float(self.delay_ms)])
         )
 
-    def fit(self, spikes: SpikeTrains, pairs=None) -> xr.Dataset:
+    def fit(self, spikes: SpikeTrains, pairs=None, progress=None) -> xr.Dataset:
         """Fit every pair of units (or the unordered ``pairs`` given as positions (P, 2)).
+
+        ``progress``, if given, is called as ``progress(done, total)`` while the
+        cross-correlograms of blocks of pairs are computed (the bulk of the time).
 
         Returns
         -------
@@ -152,9 +156,14 @@ class GLMCC:
         key = np.sort(pairs, axis=1)
         _, first = np.unique(key[:, 0] * n + key[:, 1], return_index=True)
         pairs = pairs[np.sort(first)]
-        stats = pair_statistics(
-            spikes, pairs, self.window_ms, self.delays, self.tau_ms, self.min_lag_ms
-        )
+        block = pairs.shape[0] if progress is None else PROGRESS_BLOCK
+        parts = []
+        for b0 in range(0, max(pairs.shape[0], 1), block):
+            parts.append(pair_statistics(spikes, pairs[b0 : b0 + block], self.window_ms,
+                                         self.delays, self.tau_ms, self.min_lag_ms))  # fmt: skip
+            if progress is not None:
+                progress(min(b0 + block, pairs.shape[0]), pairs.shape[0])
+        stats = [np.concatenate([p[k] for p in parts]) for k in range(4)]
         return self._fit_statistics(spikes.unit_ids, pairs, *stats)
 
     def _geometry(self):

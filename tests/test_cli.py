@@ -241,3 +241,38 @@ def test_ingest_bad_input_is_one_line_and_leaves_the_source(tmp_path, write, arg
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and message in res.stderr
     assert not (tmp_path / "obs.zarr").exists() and _sha(src) == before
+
+
+def test_glmcc_from_the_command_line(tmp_path):
+    """A simulated network's store in, a connectivity store out, readable with xarray."""
+    import xarray as xr
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SMALL_NET)
+    obs = tmp_path / "sim.zarr"
+    assert spikeda("simulate", spec, "--duration-s", "2", "--out", obs).returncode == 0
+    out = tmp_path / "conn.zarr"
+    res = spikeda("glmcc", obs, "-o", out, "--delay-ms", "scan", "--pairs", "0,1", "2,80")
+    assert res.returncode == 0, res.stderr
+    assert "glmcc (wald" in res.stdout and len(res.stdout.strip().splitlines()) == 1
+    ds = xr.open_zarr(out, consolidated=False)
+    assert set(ds.data_vars) >= {"J", "significant", "psp_mv", "status", "J_threshold"}
+    assert ds.attrs["source_store"] == str(obs)
+    assert str(ds.status.sel(pre=0, post=1).values) in ("ok", "insufficient_data")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--pairs", "0,999"], "expected PRE,POST unit ids"),
+        (["--delay-ms", "soon"], "could not convert"),
+    ],
+)
+def test_glmcc_bad_arguments(tmp_path, args, message):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SMALL_NET)
+    obs = tmp_path / "sim.zarr"
+    assert spikeda("simulate", spec, "--duration-s", "0.5", "--out", obs).returncode == 0
+    res = spikeda("glmcc", obs, "-o", tmp_path / "c.zarr", *args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "c.zarr").exists()
