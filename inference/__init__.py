@@ -4,6 +4,7 @@ Estimators follow the scikit-learn habit: settings in the constructor, ``fit(spi
 returns an xarray Dataset that saves to Zarr as is.
 """
 
+from inference.baselines import CrossCorrelogramTest, JitterTest
 from inference.glmcc import GLMCC, psp_mv, required_recording_time_s
 
-__all__ = ["GLMCC", "psp_mv", "required_recording_time_s"]
+__all__ = ["GLMCC", "CrossCorrelogramTest", "JitterTest", "psp_mv", "required_recording_time_s"]
