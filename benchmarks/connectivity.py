@@ -39,7 +39,7 @@ def network_spec(seed: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     pre, post = pre[keep], post[keep]
     exc = pre < N_E
     w = np.where(
-        exc, rng.lognormal(np.log(30.0), 0.8, pre.size), -np.abs(rng.normal(120.0, 30.0, pre.size))
+        exc, rng.lognormal(np.log(20.0), 0.8, pre.size), -np.abs(rng.normal(160.0, 40.0, pre.size))
     )
     delay = rng.uniform(1.0, 3.0, pre.size)
     spec = {
@@ -48,9 +48,9 @@ def network_spec(seed: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
         "synapses": {"kind": "cuba", "tau_e_ms": 2.0, "tau_i_ms": 4.0},
         "populations": [
             {"name": "E", "n": N_E, "type": "E", "neuron": LIF, "record": 80,
-             "drive": {"poisson": {"rate_hz": 8.0, "weight": 21.0, "n_sources": 1000}}},
+             "drive": {"poisson": {"rate_hz": 8.0, "weight": 23.0, "n_sources": 1000}}},
             {"name": "I", "n": N_I, "type": "I", "neuron": LIF, "record": 20,
-             "drive": {"poisson": {"rate_hz": 8.0, "weight": 21.0, "n_sources": 1000}}},
+             "drive": {"poisson": {"rate_hz": 8.0, "weight": 23.0, "n_sources": 1000}}},
         ],
         "explicit": {"pre": pre.tolist(), "post": post.tolist(), "weight": w.tolist(), "delay_ms": delay.tolist()},
     }  # fmt: skip
