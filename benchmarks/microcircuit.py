@@ -12,12 +12,12 @@ Writes benchmarks/results/microcircuit.json.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
+from _results import report
 
 from model import advance, build_network, default_params, initial_state
 
@@ -56,11 +56,7 @@ def main() -> None:
         "rates_hz": {p: float(rec.mean_rate_hz(net, p).mean()) for p in net.pop_names},
         "finite": bool(np.isfinite(state.v_mv).all()),
     }
-    for k, v in out.items():
-        print(f"{k:>22}: {v:.4g}" if isinstance(v, float) else f"{k:>22}: {v}")
-    path = HERE / "results" / "microcircuit.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    report("microcircuit", out)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ forecast, and writes benchmarks/results/operators.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+from _results import report
 
 from model import advance, build_network, default_params, initial_state, load_spec
 from observations import SpikeTrains
@@ -61,11 +61,7 @@ def main() -> None:
             op.predict(s, op.initial_state(net.n), times)
         out[f"{name}_s"] = time.perf_counter() - t0
         out[f"{name}_over_forecast"] = out[f"{name}_s"] / forecast_s
-    for k, v in out.items():
-        print(f"{k:>22}: {v:.4g}" if isinstance(v, float) else f"{k:>22}: {v}")
-    path = HERE / "results" / "operators.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    report("operators", out)
 
 
 if __name__ == "__main__":

@@ -179,6 +179,16 @@ def _poly(c, J, n_terms=N_TERMS):
     return h0 * J, h1, h2
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _side(c, log_ratio, J, n_terms, ek, tau):
+    """One side's share of bin k: (∫ over the J part of the bin / e^a, ∂G/∂J, ∂²G/∂J²);
+    zeros for a bin where this J does not act."""
+    if log_ratio <= 0.0:
+        return 0.0, 0.0, 0.0
+    e0, e1, e2 = _poly(c, J, n_terms)
+    return tau * (log_ratio + e0), ek * tau * e1, ek * tau * e2
+
+
 @njit(cache=True, nogil=True)
 def _evaluate(a, Jp, Jm, counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c,
               plus_n, minus_n, tau, beta, grad, diag, cp, cm):  # fmt: skip
@@ -192,23 +202,14 @@ def _evaluate(a, Jp, Jm, counts, s_plus, s_minus, free_len, plus_log, minus_log,
     hpp = 0.0
     hmm = 0.0
     for k in range(M):
-        w = free_len[k]
         ek = np.exp(a[k])
-        cp[k] = 0.0
-        cm[k] = 0.0
-        if plus_log[k] > 0.0:
-            e0, e1, e2 = _poly(plus_c[k], Jp, plus_n[k])
-            w += tau * (plus_log[k] + e0)
-            cp[k] = ek * tau * e1
-            gp -= cp[k]
-            hpp += ek * tau * e2
-        if minus_log[k] > 0.0:
-            e0, e1, e2 = _poly(minus_c[k], Jm, minus_n[k])
-            w += tau * (minus_log[k] + e0)
-            cm[k] = ek * tau * e1
-            gm -= cm[k]
-            hmm += ek * tau * e2
-        G = ek * w
+        wp, cp[k], hp = _side(plus_c[k], plus_log[k], Jp, plus_n[k], ek, tau)
+        wm, cm[k], hm = _side(minus_c[k], minus_log[k], Jm, minus_n[k], ek, tau)
+        gp -= cp[k]
+        gm -= cm[k]
+        hpp += hp
+        hmm += hm
+        G = ek * (free_len[k] + wp + wm)
         loglik += counts[k] * a[k] - G
         grad[k] = counts[k] - G
         diag[k] = G
