@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-spikeda
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,nwb]'
+	$(PY) -m pip install --quiet -e '.[test,nwb,plot]'
 	touch $(STAMP)
 
 # The main job. Until the assimilation driver lands it is the Lorenz-96 twin of
@@ -28,7 +28,7 @@ test-slow: $(STAMP)
 
 # Filter tables and timings beside DAPPER (installs the optional peer first).
 bench-dapper: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,nwb,bench]'
+	$(PY) -m pip install --quiet -e '.[test,nwb,plot,bench]'
 
 # Brian2 and NEST in their own environment (they pin numpy < 2.3).
 PEERS := .venv-peers
