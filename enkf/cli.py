@@ -123,6 +123,27 @@ def _glmcc(args) -> int:
     return 0
 
 
+def _plot(args) -> int:
+    from enkf.plots import plot_store
+
+    options = _parse_options(args.option)
+    if args.pair:
+        options["pairs"] = [_id_pair(item, "--pair") for item in args.pair]
+    paths = plot_store(args.store, args.out, **options)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _id_pair(item: str, flag: str) -> tuple[int, int]:
+    """``PRE,POST`` → two integer unit ids."""
+    try:
+        a, b = (int(x) for x in item.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} {item!r}: expected PRE,POST unit ids") from None
+    return a, b
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikeda",
@@ -184,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", choices=["wald", "lr"], default="wald")
     p.add_argument("--pairs", nargs="+", metavar="PRE,POST", help="only these pairs (unit ids)")
     p.set_defaults(func=_glmcc)
+
+    p = sub.add_parser(
+        "plot",
+        help="write PNG figures of a result store (connectivity, triplet map, run)",
+        description="Open a result store written by spikeda and write its figures as PNG "
+        "files into OUT (default: a folder <store>.plots beside it); the store is not changed.",
+    )
+    p.add_argument("store", type=Path, help="result store (*.zarr)")
+    p.add_argument("-o", "--out", type=Path, help="folder for the PNG files")
+    p.add_argument("--pair", action="append", metavar="PRE,POST",
+                   help="connectivity: also plot this pair's cross-correlogram (repeatable)")  # fmt: skip
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a plot option of that kind of store (repeatable)")  # fmt: skip
+    p.set_defaults(func=_plot)
     return parser
 
 
