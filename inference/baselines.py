@@ -45,7 +45,7 @@ def _dataset(unit_ids, pairs, effect, significant, status, n_lags, attrs) -> xr.
     return xr.Dataset(
         {"J": (("pre", "post"), J), "significant": (("pre", "post"), sig),
          "status": (("pre", "post"), st.astype(str)), "n_lags": (("pre", "post"), nl)},
-        coords=coords, attrs=attrs,
+        coords=coords, attrs={"kind": "connectivity", **attrs},
     )  # fmt: skip
 
 

@@ -136,7 +136,10 @@ class GLMCC:
         -------
         xarray.Dataset with dims (pre, post) — unit ids — and variables ``J``,
         ``J_threshold`` (Wald) or ``lr_stat`` (LR), ``significant``, ``psp_mv``, ``delay_ms``,
-        ``n_lags``, ``status``; ``a`` (pair, bin) and ``pair_index`` hold the fitted a(t).
+        ``n_lags``, ``status``; ``a`` (pair, bin), ``counts`` (pair, bin) and ``pair_index``
+        (pair, end) hold the fitted a(t) and the cross-correlogram of each fitted pair
+        (bin k covers lags [k − W, k − W + 1) ms of t = t_post − t_pre for the pair
+        (pre, post) = pair_index[p]).
         Pairs not fitted are NaN with status "".
         """
         if not isinstance(spikes, SpikeTrains):
@@ -243,11 +246,12 @@ class GLMCC:
                 "n_lags": (("pre", "post"), nl),
                 "status": (("pre", "post"), status.astype(str)),
                 "a": (("pair", "bin"), a_all),
+                "counts": (("pair", "bin"), counts.astype(np.float32)),  # halves: edge lags
                 "pair_index": (("pair", "end"), pairs),
             },
             coords=coords,
             attrs={
-                "method": "GLMCC (Kobayashi et al. 2019)",
+                "kind": "connectivity", "method": "GLMCC (Kobayashi et al. 2019)",
                 "tau_ms": self.tau_ms, "beta": self.beta, "test": self.test, "alpha": self.alpha,
                 "delay_ms": str(self.delay_ms), "window_ms": self.window_ms, "min_lag_ms": self.min_lag_ms,
             },
