@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import minimize
 from scipy.stats import chi2
+from threadpoolctl import threadpool_limits
 
 from inference.triplet_theory import mixture_patterns
 
@@ -150,10 +151,21 @@ def fit_model(name: str, n, pi_max: float, fixed_pi: float | None = None,
     return best
 
 
-def classify_counts(n, bin_ms: float, max_source_hz: float = 50.0,
+def classify_counts(n, bin_ms: float, **options) -> dict:
+    """Classify one triplet from its raw pattern counts ``n`` (8,); see :func:`_classify`."""
+    # The fits are tiny: BLAS threads inside L-BFGS-B cost ~10× their work.
+    with threadpool_limits(1):
+        return _classify(n, bin_ms, **options)
+
+
+def _classify(n, bin_ms: float, max_source_hz: float = 50.0,
                     strong_inhibition_hz: float = 20.0, confidence: float = 0.9,
                     alpha: float = 0.01, gof_alpha: float = 1e-3) -> dict:  # fmt: skip
     """Classify one triplet from its raw pattern counts ``n`` (8,).
+
+    ``max_source_hz`` caps the hidden sources' rate (π ≤ 1 − e^{−νΔ}, ≤ 1/2);
+    ``confidence`` is the BIC weight a label needs; ``alpha`` the level of the test that
+    excludes strong inhibition; ``gof_alpha`` that of the best motif's goodness of fit.
 
     Returns a dict: ``label`` (a motif of MOTIF_LABELS, "inhibitory or none" or
     "undetermined": the weights are not decisive, or the best motif misfits the counts at
@@ -233,12 +245,14 @@ def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
     pair = np.full(T, "", dtype=object)
     rate = np.full(T, np.nan)
     excl = np.zeros(T, bool)
+    limit = threadpool_limits(1)
     for t in range(T):
         if status[t] == "silent_unit":
             continue
-        r = classify_counts(counts[t], ds.attrs["bin_ms"], **options)
+        r = _classify(counts[t], ds.attrs["bin_ms"], **options)
         label[t], weights[t], pair[t] = r["label"], r["weights"], r["pair"]
         rate[t], excl[t] = r["source_rate_hz"], r["inhibition_excluded"]
+    limit.restore_original_limits()
     out = ds.assign_coords(candidate=list(MOTIF_LABELS))
     out["motif"] = ("triplet", label.astype(str))
     out["motif_weight"] = (("triplet", "candidate"), weights)

@@ -296,8 +296,8 @@ def motif_map(baseline_hz, bin_ms: float = 5.0, amplitudes_mv=None, rates_hz=Non
     source rate.
 
     Returns {motif: (pair (nA, nν), triple (nA, nν))} where pair is the mean of the three
-    θ_ij (the motif's pair for "E-pair"/"I-pair": θ_12) and triple is θ_123; amplitudes
-    default to 1–15 mV and rates to 1–40 Hz (geometric).
+    θ_ij (as the data's ``theta_pair_mean``) and triple is θ_123; amplitudes default to
+    1–15 mV and rates to 1–40 Hz (geometric).
     """
     A = np.linspace(1.0, 15.0, 29) if amplitudes_mv is None else np.asarray(amplitudes_mv)
     nu = np.geomspace(1.0, 40.0, 25) if rates_hz is None else np.asarray(rates_hz)
@@ -305,6 +305,5 @@ def motif_map(baseline_hz, bin_ms: float = 5.0, amplitudes_mv=None, rates_hz=Non
     out = {}
     for m in motifs:
         th = motif_thetas(m, AA, NN, baseline_hz, bin_ms, tau_ms, theta_mv)
-        pair = th[..., 3] if m in ("E-pair", "I-pair") else th[..., 3:6].mean(-1)
-        out[m] = (pair, th[..., 6])
+        out[m] = (th[..., 3:6].mean(-1), th[..., 6])
     return out

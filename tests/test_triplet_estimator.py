@@ -11,7 +11,7 @@ import xarray as xr
 from inference import TripletMap
 from inference import triplets as TR
 from inference.triplet_theory import mixture_patterns, pattern_thetas
-from observations import SpikeTrains, SpikeTrainError
+from observations import SpikeTrainError, SpikeTrains
 
 
 def _random_trains(rng, n_units=9, T=40.0, rates=(3.0, 40.0)):
@@ -19,7 +19,9 @@ def _random_trains(rng, n_units=9, T=40.0, rates=(3.0, 40.0)):
     # A shared component so that higher-order counts are not all tiny.
     common = np.sort(rng.uniform(0, T, int(5 * T)))
     for k in range(0, n_units, 2):
-        trains[k] = np.sort(np.concatenate([trains[k], common + rng.uniform(0, 0.004, common.size)]))
+        trains[k] = np.sort(
+            np.concatenate([trains[k], common + rng.uniform(0, 0.004, common.size)])
+        )
         trains[k] = trains[k][trains[k] <= T]
     return SpikeTrains.from_lists(trains, t_start_s=0.0, t_stop_s=T)
 
@@ -89,7 +91,7 @@ def _ipf(n, iters=5000):
     m = np.ones_like(t) * t.sum() / 8
     for _ in range(iters):
         for ax in (2, 1, 0):
-            m *= (t.sum(ax, keepdims=True) / m.sum(ax, keepdims=True))
+            m *= t.sum(ax, keepdims=True) / m.sum(ax, keepdims=True)
     return m.reshape(8, order="F")
 
 

@@ -23,7 +23,9 @@ def test_rate_roundtrip_and_mean_isi_against_quadrature_of_survival(neuron):
     ET = neuron.mean_isi_ms()
     assert 1e3 / ET == pytest.approx(neuron.rate_hz(), rel=1e-12)
     # E[T] = ∫ S(t) dt, with S from the method of images, by adaptive quadrature.
-    assert quad(lambda t: neuron.survival(t), 0, np.inf, limit=500)[0] == pytest.approx(ET, rel=1e-8)
+    assert quad(lambda t: neuron.survival(t), 0, np.inf, limit=500)[0] == pytest.approx(
+        ET, rel=1e-8
+    )
 
 
 def test_special_integrals_against_quadrature():
@@ -61,7 +63,9 @@ def test_stationary_density_normalised_and_cdf_consistent(neuron):
 def test_spontaneous_rbar_is_the_renewal_window_probability(neuron, bin_ms):
     """R̄(0, Δ) from the stationary density equals 1 − (1/E[T]) ∫_Δ^∞ S(t) dt, the stationary
     renewal process's probability of a spike in a window of Δ — a formula in time only."""
-    ref = 1 - quad(lambda t: neuron.survival(t), bin_ms, np.inf, limit=500)[0] / neuron.mean_isi_ms()
+    ref = (
+        1 - quad(lambda t: neuron.survival(t), bin_ms, np.inf, limit=500)[0] / neuron.mean_isi_ms()
+    )
     assert neuron.spontaneous_probability(bin_ms) == pytest.approx(ref, rel=1e-7)
 
 
