@@ -123,6 +123,62 @@ def _glmcc(args) -> int:
     return 0
 
 
+def _triplets(args) -> int:
+    import os
+    import shutil
+    import time
+
+    import numpy as np
+
+    from inference import TripletMap
+    from observations import open_store
+
+    store = open_store(args.obs)
+    if store.spikes is None:
+        raise ConfigError(f"{args.obs}: has no spikes/ to estimate triplet interactions from")
+    spikes = store.spikes
+    if args.out.exists():
+        raise ConfigError(f"{args.out}: exists already; choose a new output path")
+    classify = {"auto": "auto", "yes": True, "no": False}[args.classify]
+    est = TripletMap(bin_ms=args.bin_ms, pseudo_count=args.pseudo_count, n_boot=args.n_boot,
+                     classify=classify)  # fmt: skip
+    triplets = None
+    if args.triplets:
+        index = {int(u): k for k, u in enumerate(spikes.unit_ids)}
+        triplets = []
+        for item in args.triplets:
+            try:
+                triplets.append([index[int(x)] for x in item.split(",")])
+                if len(triplets[-1]) != 3:
+                    raise ValueError
+            except (ValueError, KeyError):
+                raise ConfigError(
+                    f"--triplets {item!r}: expected three unit ids of the store, A,B,C"
+                ) from None
+    t0 = time.perf_counter()
+    ds = est.fit(spikes, triplets=triplets)
+    wall = time.perf_counter() - t0
+    ds.attrs["source_store"] = str(args.obs)
+    tmp = args.out.with_name(f".{args.out.name}.incomplete-{os.getpid()}")
+    try:
+        ds.to_zarr(tmp, mode="w-", consolidated=False)
+        os.replace(tmp, args.out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    n = ds.sizes["triplet"]
+    sig = int(ds.significant.values.sum())
+    motifs = ""
+    if "motif" in ds:
+        labels, counts = np.unique(ds.motif.values, return_counts=True)
+        pairs = zip(labels, counts, strict=True)
+        motifs = "; motifs: " + ", ".join(f"{c} {lab}" for lab, c in pairs)
+    print(
+        f"triplets (bin {args.bin_ms:g} ms): {spikes.n_units} units, {n} triplets in {wall:.2f} s; "
+        f"{sig} with θ_123 ≠ 0 (LR, α = {est.alpha:g}){motifs} -> {args.out}"
+    )
+    return 0
+
+
 def _plot(args) -> int:
     from enkf.plots import plot_store
 
@@ -205,6 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", choices=["wald", "lr"], default="wald")
     p.add_argument("--pairs", nargs="+", metavar="PRE,POST", help="only these pairs (unit ids)")
     p.set_defaults(func=_glmcc)
+
+    p = sub.add_parser(
+        "triplets",
+        help="pairwise and triple-wise interactions and hidden common-input motifs of triplets",
+        description="Bin and binarise the spikes of a store, estimate the log-linear θ's of "
+        "every triplet of units (or of --triplets) with standard errors and tests of θ_123, "
+        "classify the hidden common-input motif (Shomali et al. 2023) and write the Dataset "
+        "to a new Zarr store (spikeda plot draws the triplet map from it).",
+    )
+    p.add_argument("obs", type=Path, help="observation store with spikes/")
+    p.add_argument("-o", "--out", type=Path, required=True, help="new triplet store (*.zarr)")
+    p.add_argument("--bin-ms", type=float, default=5.0, help="bin width in ms (default 5)")
+    p.add_argument("--pseudo-count", type=float, default=0.5, help="added to each pattern count")
+    p.add_argument("--n-boot", type=int, default=0, help="block-bootstrap resamples (default 0)")
+    p.add_argument("--classify", choices=["auto", "yes", "no"], default="auto",
+                   help="motif classification (auto: up to 20000 triplets)")  # fmt: skip
+    p.add_argument("--triplets", nargs="+", metavar="A,B,C", help="only these triplets (unit ids)")
+    p.set_defaults(func=_triplets)
 
     p = sub.add_parser(
         "plot",
