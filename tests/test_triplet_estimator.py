@@ -155,6 +155,7 @@ def test_delta_se_matches_bootstrap_and_replicates(rng):
     reps = rng.multinomial(n_bins, P, size=2000)
     spread = TR.thetas(reps, 0.5).std(axis=0)
     np.testing.assert_allclose(se, spread, rtol=0.08)
+    np.testing.assert_allclose(TR.delta_se(ds.pattern_count.values, 0.5)[0], se, rtol=1e-12)
     # And the estimates are centred on the truth.
     truth = pattern_thetas(P)
     est = np.concatenate([ds.theta_i.values[0], ds.theta_ij.values[0], [ds.theta_123[0]]])
