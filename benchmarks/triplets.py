@@ -38,7 +38,7 @@ from observations import SpikeTrains  # noqa: E402
 
 TRUTHS = ("independent", "E-all", "E-pairs", "E-pair", "I-all", "I-pairs")
 LABELS = ("independent", "inhibitory or none", "E-all", "E-pairs", "E-pair", "I-all",
-          "I-pairs", "I-pair", "undetermined")  # fmt: skip
+          "I-pairs", "I-pair", "undetermined", "silent unit")  # fmt: skip
 
 
 def speed(n_neurons=200, hours=1.0, seed=0) -> dict:
@@ -134,8 +134,11 @@ def end_to_end(reps: int, max_bins: int, seed: int = 7, bin_ms: float = 5.0) -> 
                 t0 = time.perf_counter()
                 ds = est.fit(sp.between(0.0, L * bin_ms * 1e-3))
                 fit_s += time.perf_counter() - t0
-                conf[L][ti, LABELS.index(str(ds.motif.values[0]))] += 1
+                label = str(ds.motif.values[0]) or "silent unit"  # status "silent_unit"
+                conf[L][ti, LABELS.index(label)] += 1
                 pair, tri = float(ds.theta_pair_mean[0]), float(ds.theta_123[0])
+                if label == "silent unit":
+                    continue
                 if motif == "E-pairs":
                     quadrant[L].append(pair > 0 and tri < 0 and bool(ds.significant[0]))
                 if motif in ("I-all", "I-pairs"):
