@@ -44,6 +44,41 @@ def _simulate(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    from enkf import driver
+
+    try:
+        summary = driver.start(args.config, out=args.out, cluster=args.cluster,
+                               workers=args.workers, overwrite=args.overwrite)  # fmt: skip
+    except driver.RunError as exc:
+        print(f"spikeda run: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return _finish(summary)
+
+
+def _resume(args) -> int:
+    from enkf import driver
+
+    try:
+        summary = driver.resume(args.run, cluster=args.cluster, workers=args.workers)
+    except driver.RunError as exc:
+        print(f"spikeda resume: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return _finish(summary)
+
+
+def _finish(summary) -> int:
+    from enkf import driver
+
+    ds = driver.open_run(summary.path)
+    print(driver.report(ds))
+    done = ds.attrs["completed_cycles"]
+    print(f"{summary.cycles} cycle(s) run in {summary.wall_s:.1f} s ({done}/{ds.attrs['n_cycles']} complete)"
+          + (f", resumed after cycle {summary.resumed_from}" if summary.resumed_from else "")
+          + f" -> {summary.path}")  # fmt: skip
+    return 0
+
+
 def _parse_options(items) -> dict:
     """``key=value`` pairs from the command line; values are YAML scalars (numbers, lists)."""
     import yaml
@@ -231,6 +266,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of structure, initial state and drive")
     p.add_argument("--out", type=Path, required=True, help="new observation store (*.zarr)")
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser(
+        "run",
+        help="run an ensemble assimilation from a YAML config (members as Dask tasks)",
+        description="Assimilate the observations of a config with an ensemble of network "
+        "members run as Dask tasks; write run.zarr cycle by cycle and print the table of "
+        "prior and posterior parameters.",
+    )
+    p.add_argument("config", type=Path, help="run config YAML, e.g. configs/quickstart.yaml")
+    p.add_argument("--out", type=Path, help="the run's store (default: the config's output)")
+    p.add_argument("--cluster", metavar="KIND|ADDRESS",
+                   help="local, slurm, pbs, sge, lsf, or a scheduler address tcp://host:port")  # fmt: skip
+    p.add_argument("--workers", type=int, help="worker processes (local) or jobs (jobqueue)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser(
+        "resume",
+        help="continue a run from its last complete cycle",
+        description="Continue an interrupted run; the results are bit-identical to a run "
+        "that was never interrupted.",
+    )
+    p.add_argument("run", type=Path, help="the run's store (*.zarr)")
+    p.add_argument("--cluster", metavar="KIND|ADDRESS", help="as for spikeda run")
+    p.add_argument("--workers", type=int, help="as for spikeda run")
+    p.set_defaults(func=_resume)
 
     p = sub.add_parser(
         "ingest",

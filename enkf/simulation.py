@@ -57,6 +57,58 @@ def _progress(done_s: float, total_s: float, elapsed: float, stream) -> None:
     stream.flush()
 
 
+def record(network, params, state, n_steps: int, seed, progress=None):
+    """Advance ``state`` by ``n_steps`` steps in chunks of about CHUNK_S, keeping every
+    recorded spike.
+
+    Returns
+    -------
+    state : MemberState
+        At the end.
+    times_s, neurons : list of (n_spikes_m,) arrays, one per member
+        Spike times (s) and neuron indices of the recorded neurons.
+    rates_hz : (M, n_bins, n_pop) float64
+        Population rates in bins of the spec's rate_bin_ms.
+    run_s : float
+        Wall time (s).
+    """
+    net = network
+    spec = net.spec
+    members = state.n_members
+    bin_steps = max(int(round(spec.rate_bin_ms / spec.dt_ms)), 1)
+    chunk_steps = max(int(round(CHUNK_S / net.dt_s)) // bin_steps, 1) * bin_steps
+    times = [[] for _ in range(members)]
+    neurons = [[] for _ in range(members)]
+    rates = []
+    start = time.perf_counter()
+    shown = False
+    done = 0
+    step0 = state.step
+    duration_s = n_steps * net.dt_s
+    while done < n_steps:
+        steps = min(chunk_steps, n_steps - done)
+        t_a, t_b = (step0 + done) * net.dt_s, (step0 + done + steps) * net.dt_s
+        state, rec = advance(net, params, state, t_a, t_b, seed)
+        for m in range(members):
+            t, n = rec.member(m)
+            times[m].append(t)
+            neurons[m].append(n)
+        rates.append(rec.rates_hz)
+        done += steps
+        elapsed = time.perf_counter() - start
+        if progress is not None and (shown or elapsed > PROGRESS_AFTER_S) and done < n_steps:
+            _progress(done * net.dt_s, duration_s, elapsed, progress)
+            shown = True
+    run_s = time.perf_counter() - start
+    if shown:
+        _progress(duration_s, duration_s, run_s, progress)
+        progress.write("\n")
+    times = [np.concatenate(t) if t else np.empty(0) for t in times]
+    neurons = [np.concatenate(n) if n else np.empty(0, np.int64) for n in neurons]
+    rate = np.concatenate(rates, axis=1) if rates else np.empty((members, 0, net.n_pop))
+    return state, times, neurons, rate, run_s
+
+
 def simulate(
     spec_path, duration_s: float, out, members: int = 1, seed: int = 0, progress=sys.stderr
 ) -> SimulationSummary:
@@ -85,40 +137,14 @@ def simulate(
         )
     state = initial_state(net, members, seed)
     params = default_params(net, members)
+    _, times, neurons, rate, run_s = record(net, params, state, n_steps, seed, progress)
     bin_steps = max(int(round(spec.rate_bin_ms / spec.dt_ms)), 1)
-    chunk_steps = max(int(round(CHUNK_S / net.dt_s)) // bin_steps, 1) * bin_steps
-
-    times = [[] for _ in range(members)]
-    neurons = [[] for _ in range(members)]
-    rates = []
-    start = time.perf_counter()
-    shown = False
-    done = 0
-    while done < n_steps:
-        steps = min(chunk_steps, n_steps - done)
-        t_a, t_b = done * net.dt_s, (done + steps) * net.dt_s
-        state, rec = advance(net, params, state, t_a, t_b, seed)
-        for m in range(members):
-            t, n = rec.member(m)
-            times[m].append(t)
-            neurons[m].append(n)
-        rates.append(rec.rates_hz)
-        done += steps
-        elapsed = time.perf_counter() - start
-        if progress is not None and (shown or elapsed > PROGRESS_AFTER_S) and done < n_steps:
-            _progress(done * net.dt_s, duration_s, elapsed, progress)
-            shown = True
-    run_s = time.perf_counter() - start
-    if shown:
-        _progress(duration_s, duration_s, run_s, progress)
-        progress.write("\n")
 
     rec_neurons = net.recorded
     unit_ids = (np.arange(members)[:, None] * net.n + rec_neurons[None, :]).reshape(-1)
-    all_t = np.concatenate([np.concatenate(t) for t in times])
-    all_ids = np.concatenate([m * net.n + np.concatenate(n) for m, n in enumerate(neurons)])
+    all_t = np.concatenate(times)
+    all_ids = np.concatenate([m * net.n + n for m, n in enumerate(neurons)])
     spikes = SpikeTrains.from_pairs(all_t, all_ids, 0.0, n_steps * net.dt_s, unit_ids=unit_ids)
-    rate = np.concatenate(rates, axis=1)
     mean = {name: float(rate[:, :, k].mean()) for k, name in enumerate(net.pop_names)}
     pop = np.asarray(net.pop_names)[net.pop_of[rec_neurons]]
     xy = net.positions_um[rec_neurons]

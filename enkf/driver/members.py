@@ -1,0 +1,201 @@
+"""The forecast task: what a Dask worker does for a group of members in one cycle.
+
+A task reads its members' states from the run's checkpoint folder, advances them over the
+window with their parameters, applies the forward operator at the observation times,
+writes the new states, and returns only the predicted observations and small summaries.
+It is a pure function of its inputs and the files it reads: a task that is run twice (a
+retry, a worker lost mid-task, a resumed run) writes the same files and returns the same
+numbers, bit for bit.
+
+Member states live one file per member (``checkpoint/slot{0,1}/m00042.npz``): the model
+state (:class:`model.MemberState` of one member) and the operator's state. Cycle k reads
+slot k mod 2 and writes slot (k+1) mod 2, so the input of a cycle is never touched while
+it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from enkf.driver.observe import ObsModel
+from model import MemberParams, MemberState, Network, advance, initial_state
+from observations.operators import CalciumState
+
+
+@dataclass(frozen=True)
+class ForecastJob:
+    """One task: a group of members over one window (everything small; the network and
+    the ObsModel travel separately, once per worker).
+
+    Attributes
+    ----------
+    cycle : int
+    members : (m,) int64
+        Member ids of the group.
+    params : MemberParams
+        Their parameters (first axis = ``members``).
+    t0_s, t1_s : float
+        The members run over (t0_s, t1_s].
+    frames_s : (n_frames,) float64
+        Observation times in the window.
+    valid : (n_frames, n_obs_neurons) bool or None
+        Non-NaN data frames (window means average over them only).
+    rate_t0_s : float
+        Population rates are averaged over (rate_t0_s, t1_s] (the observed part of the window).
+    read_slot, write_slot : str or None
+        Folders of the input and output states; read_slot None: the initial state.
+    n_members : int
+        Ensemble size (the initial state of member m is drawn from the ensemble's seed).
+    init_seed, drive_seed : int
+        Seeds of the initial membrane potentials and of the random drive (combined with
+        the member id inside :func:`model.advance`).
+    """
+
+    cycle: int
+    members: np.ndarray
+    params: MemberParams
+    t0_s: float
+    t1_s: float
+    frames_s: np.ndarray
+    valid: np.ndarray | None
+    rate_t0_s: float
+    read_slot: str | None
+    write_slot: str
+    n_members: int
+    init_seed: int
+    drive_seed: int
+
+
+def member_path(slot: str | Path, member: int) -> Path:
+    return Path(slot) / f"m{int(member):05d}.npz"
+
+
+def save_member(path: Path, state: MemberState, op_state) -> None:
+    """Write one member's model and operator state atomically (temporary file + rename)."""
+    arrays = {k: getattr(state, k)[0] for k in MemberState.ARRAYS}
+    arrays["step"] = np.int64(state.step)
+    arrays["fingerprint"] = np.array(state.fingerprint)
+    if isinstance(op_state, CalciumState):
+        for f in dataclasses.fields(CalciumState):
+            arrays["ca_" + f.name] = np.asarray(getattr(op_state, f.name))
+    elif op_state is not None:
+        arrays["counts"] = np.asarray(op_state)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def load_member(path: Path) -> tuple[MemberState, object]:
+    """The (1-member MemberState, operator state) that :func:`save_member` wrote."""
+    with np.load(path) as z:
+        kw = {k: z[k][None] for k in MemberState.ARRAYS}
+        state = MemberState(step=int(z["step"]), fingerprint=str(z["fingerprint"]), **kw)
+        if "ca_t_s" in z:
+            op = CalciumState(
+                **{
+                    f.name: (
+                        float(z["ca_" + f.name])
+                        if z["ca_" + f.name].ndim == 0
+                        else z["ca_" + f.name]
+                    )
+                    for f in dataclasses.fields(CalciumState)
+                }
+            )
+        elif "counts" in z:
+            op = z["counts"].copy()
+        else:
+            op = None
+    return state, op
+
+
+def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
+    """Run one task (see the module docstring).
+
+    Returns
+    -------
+    dict with
+        members (m,) int64; hx (m, n_obs) float64 predicted observations (empty without
+        observations); trace (m, n_frames, n_trace) float64 the operator's frames of the
+        trace neurons; rate_hz (m, n_pop) float64 mean population rates over
+        (rate_t0_s, t1_s]; finite (m,) bool; v_obs (m, n_obs_neurons) membrane potentials
+        of the observed neurons at t1 (mV); compute_s, io_s (wall time of advance and
+        operator, and of reading/writing states, s); worker (host:pid).
+    """
+    import numba
+
+    numba.set_num_threads(1)  # one worker process per core: no threads inside a task
+    t_start = time.perf_counter()
+    m = job.members.size
+    if job.read_slot is None:
+        state = initial_state(network, job.n_members, job.init_seed).select(job.members)
+        op_states = [obs.initial_state() if obs else None for _ in range(m)]
+    else:
+        loaded = [load_member(member_path(job.read_slot, i)) for i in job.members]
+        state = MemberState.concat([s for s, _ in loaded])
+        op_states = [o for _, o in loaded]
+    io_s = time.perf_counter() - t_start
+
+    t_c = time.perf_counter()
+    state, rec = advance(network, job.params, state, job.t0_s, job.t1_s, job.drive_seed)
+    n_frames = job.frames_s.size
+    n_trace = obs.trace.size if obs else 0
+    hx, trace, new_ops = [], np.full((m, n_frames, n_trace), np.nan), []
+    for i in range(m):
+        if obs is None:
+            new_ops.append(None)
+            continue
+        times, neurons = rec.member(i)
+        spikes = obs.spikes(times, neurons, job.t0_s, job.t1_s)
+        h, frames, op = obs.predict(spikes, op_states[i], job.frames_s, job.valid)
+        hx.append(h)
+        trace[i] = frames[:, obs.trace]
+        new_ops.append(op)
+    hx = np.array(hx) if hx else np.empty((m, 0))
+    bin_s = rec.rate_bin_s
+    first_bin = int(round((job.rate_t0_s - job.t0_s) / bin_s))
+    rates = rec.rates_hz[:, first_bin:, :].mean(axis=1)
+    finite = np.isfinite(state.v_mv).all(axis=1) & np.isfinite(hx).all(axis=1)
+    v_obs = state.v_mv[:, obs.neurons] if obs else np.empty((m, 0))
+    compute_s = time.perf_counter() - t_c
+
+    t_w = time.perf_counter()
+    Path(job.write_slot).mkdir(parents=True, exist_ok=True)
+    for i, member in enumerate(job.members):
+        save_member(member_path(job.write_slot, member), state.select([i]), new_ops[i])
+    io_s += time.perf_counter() - t_w
+    return {
+        "members": job.members,
+        "hx": hx,
+        "trace": trace,
+        "rate_hz": rates,
+        "finite": finite,
+        "v_obs": v_obs,
+        "compute_s": compute_s,
+        "io_s": io_s,
+        "worker": f"{os.uname().nodename}:{os.getpid()}",
+    }
+
+
+def set_membrane(
+    slot: str, member: int, neurons: np.ndarray, v_mv: np.ndarray, network: Network
+) -> None:
+    """Replace the membrane potential of some neurons of a member's saved state (an
+    analysis of per-neuron states); values are kept in [V_reset, V_th) so the threshold
+    logic of the model holds; refractory neurons keep theirs (the model holds them at
+    V_reset until the refractory period ends)."""
+    path = member_path(slot, member)
+    state, op = load_member(path)
+    lo = network.neuron["v_reset_mv"][neurons]
+    hi = np.nextafter(network.neuron["v_th_mv"][neurons], -np.inf)
+    v = state.v_mv.copy()
+    free = state.refractory[0, neurons] == 0
+    v[0, neurons[free]] = np.clip(v_mv, lo, hi)[free]
+    save_member(path, dataclasses.replace(state, v_mv=v), op)

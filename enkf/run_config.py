@@ -1,0 +1,404 @@
+"""The config of an assimilation run (``spikeda run CONFIG``), validated into typed models.
+
+A run config has six sections (see ``configs/quickstart.yaml`` and docs/driver.md):
+
+``network``       the network spec (a path or an inline mapping) and its structure seed
+``parameters``    what is estimated: a target in :class:`model.MemberParams`, a transform,
+                  a prior and a random walk
+``observations``  the observation store, which store neurons are which model neurons, the
+                  forward operator, the error variance and the handling of NaN frames
+``assimilation``  members, window, cycles, filter, inflation, localisation, seed, tasks
+``cluster``       where the member forecasts run (local, slurm/pbs/... or an address)
+``twin``          optional: hidden truth values from which the observations are synthesised
+
+Unknown keys are errors that name the YAML path (``observations.operator.indicatr``).
+Relative paths in a config are relative to the config file's folder; the output path is
+relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from enkf.config import ConfigError
+from model.spec import _TAGS as _SPEC_TAGS
+from model.spec import NetworkSpec, Strict, error_path
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+#: The unit of each kind of parameter target, as it appears in run.zarr.
+TARGET_UNITS = {"weight_scale": "1", "poisson_rate_hz": "Hz", "bias_pa": "pA"}
+
+
+class NetworkSection(Strict):
+    spec: NetworkSpec
+    """Path of a network spec YAML (relative to this config) or the spec inline; a path is
+    read when the config is loaded, so the config kept with a run holds the spec itself."""
+    seed: int = 0
+    """Seed of the structure (synapses, neuron parameters): shared by truth and members."""
+
+
+class Prior(Strict):
+    """The prior of one parameter, in physical units.
+
+    identity: Normal(mean, sd); log: the log-normal with this mean and sd (exact moments);
+    logit: Normal in the logit space centred on logit(mean), with sd·dlogit/dθ at the mean
+    (the first-order match of the sd).
+    """
+
+    mean: float
+    sd: Positive
+
+
+class ParameterSpec(Strict):
+    """One estimated parameter: exactly one of the three targets.
+
+    ``weight_scale: [pre, post]`` scales every synapse from population pre to post;
+    ``poisson_rate_hz: POP`` (or a list) is the rate of each Poisson source of the drive;
+    ``bias_pa: POP`` (or a list) shifts the DC bias of every neuron of the population so
+    that the population's mean bias equals the parameter (heterogeneity is kept).
+    """
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    weight_scale: tuple[str, str] | None = None
+    poisson_rate_hz: str | list[str] | None = None
+    bias_pa: str | list[str] | None = None
+    transform: Literal["identity", "log", "logit"] = "log"
+    bounds: tuple[float, float] | None = None
+    """(low, high) of a logit transform."""
+    prior: Prior
+    random_walk_sd: NonNegative = 0.0
+    """Sd of a Gaussian random walk added in the transformed space before each forecast
+    after the first (parameter model error); 0: static parameters."""
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        given = [k for k in TARGET_UNITS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one target of {', '.join(TARGET_UNITS)} (got {len(given)})"
+            )
+        if (self.transform == "logit") != (self.bounds is not None):
+            raise ValueError("'bounds: [low, high]' is required for transform logit and only there")
+        if self.bounds is not None:
+            low, high = self.bounds
+            if not low < self.prior.mean < high:
+                raise ValueError(f"prior.mean {self.prior.mean} is not inside bounds {self.bounds}")
+        if self.transform == "log" and self.prior.mean <= 0:
+            raise ValueError(f"prior.mean must be > 0 for transform log, got {self.prior.mean}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in TARGET_UNITS if getattr(self, k) is not None)
+
+    @property
+    def units(self) -> str:
+        return TARGET_UNITS[self.kind]
+
+    def populations(self) -> list[str]:
+        """The populations the target names (pre, post for a weight scale)."""
+        value = getattr(self, self.kind)
+        return [value] if isinstance(value, str) else list(value)
+
+
+class CalciumOperatorSpec(Strict):
+    """ΔF/F from spikes (observations.operators.CalciumOperator); the frame rate comes from
+    the store. Parameters left out come from the indicator preset."""
+
+    kind: Literal["calcium"]
+    indicator: Literal["GCaMP6f", "GCaMP6s"] | None = "GCaMP6s"
+    tau_rise_s: Positive | None = None
+    tau_decay_s: Positive | None = None
+    hill_n: Positive | None = None
+    c_rest: NonNegative | None = None
+    k_sat: Positive | None = None
+    amplitude: float | None = None
+    baseline: float | None = None
+    noise_nu: NonNegative | Literal["estimate"] = "estimate"
+    """CASCADE noise level ν (ΔF/F per √Hz), or 'estimate' it from the store's ΔF/F."""
+
+
+class SpikeCountOperatorSpec(Strict):
+    """Binned spike counts (observations.operators.SpikeCountOperator)."""
+
+    kind: Literal["spike_counts"]
+    bin_s: Positive
+    transform: Literal["anscombe", "sqrt"] = "anscombe"
+
+
+class NeuronMap(Strict):
+    """Store neuron (unit) ids and the model neurons they are, pair by pair."""
+
+    store: Annotated[list[int], Field(min_length=1)]
+    model: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _same_length(self):
+        if len(self.store) != len(self.model):
+            raise ValueError(
+                f"store has {len(self.store)} ids but model has {len(self.model)} neurons"
+            )
+        if len(set(self.store)) != len(self.store):
+            raise ValueError("store ids must be distinct")
+        if len(set(self.model)) != len(self.model):
+            raise ValueError("model neurons must be distinct")
+        return self
+
+
+class ObservationsSection(Strict):
+    store: str | None = None
+    """Path of the observation store; left out in a twin config (the run synthesises it)."""
+    operator: Annotated[CalciumOperatorSpec | SpikeCountOperatorSpec, Field(discriminator="kind")]
+    neuron_map: Literal["identity"] | NeuronMap = "identity"
+    """identity: store id k is model neuron k; or explicit pairs."""
+    reduce: Literal["indegree", "population_mean", "window_mean", "none"] = "window_mean"
+    """indegree: per population and window, the coefficients of a regression of the
+    neurons' window means on their summed input weight from each population (intercept and
+    slopes; see enkf.driver.observe); population_mean: per population and window, the mean
+    over its observed neurons of their window means; window_mean: one per neuron and window, the
+    mean of its frames (bins); none: every frame (bin) is an observation."""
+    error_var: Positive | Literal["auto"] = "auto"
+    """Error variance of one frame (bin): auto = the operator's (σ² of its noise level, 1
+    for Anscombe counts); a window mean of n frames has error_var / n."""
+    nan_policy: Literal["error", "mask"] = "error"
+    """NaN values in the ΔF/F frames a run uses: error, or mask (leave them out of y)."""
+    trace_neurons: Annotated[int, Field(ge=0)] = 4
+    """Observed neurons whose frame-by-frame traces are kept in run.zarr for plots."""
+
+
+class InflationSpec(Strict):
+    kind: Literal["none", "multiplicative", "rtps", "rtpp"] = "none"
+    value: NonNegative = 0.0
+    """multiplicative: the factor (≥ 1 inflates); rtps/rtpp: α in [0, 1]."""
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.kind == "multiplicative" and not self.value > 0:
+            raise ValueError("a multiplicative inflation factor must be > 0")
+        if self.kind in ("rtps", "rtpp") and not 0 <= self.value <= 1:
+            raise ValueError(f"{self.kind} alpha must be in [0, 1], got {self.value}")
+        return self
+
+
+class LocalizationSpec(Strict):
+    """Localisation of the per-neuron states: each neuron's state sees the observations of
+    neurons within ``radius`` (µm on the sheet for distance, synaptic hops for graph)."""
+
+    by: Literal["distance", "graph"] = "distance"
+    radius: Positive
+    taper: Literal["gaspari_cohn", "step"] = "gaspari_cohn"
+
+
+class AssimilationSection(Strict):
+    members: Annotated[int, Field(ge=2)]
+    window_s: Positive
+    start_s: NonNegative = 0.0
+    """Time (s) at which the first window starts; the members run from 0 (spin-up) with
+    their prior parameters until then."""
+    cycles: Annotated[int, Field(ge=1)] | None = None
+    """Number of windows; None: as many as the observations cover."""
+    filter: Literal["enkf", "etkf", "letkf"] = "enkf"
+    """enkf: stochastic EnKF with perturbed observations (the right spread for a stochastic
+    model); etkf: deterministic square root; letkf: ETKF with localised per-neuron states."""
+    inflation: InflationSpec = InflationSpec()
+    states: list[Literal["v_mv"]] = []
+    """Per-neuron state variables of the observed neurons updated with the parameters."""
+    localization: LocalizationSpec | None = None
+    seed: int = 0
+    members_per_task: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """auto: members / (2 · workers), rounded up, so each worker gets about two tasks."""
+    nonfinite: Literal["error", "replace"] = "error"
+    """A member whose state or predictions are not finite: stop the run (error), or give it
+    the state and parameters of a finite member drawn with the run's seed (replace)."""
+
+    @model_validator(mode="after")
+    def _localized(self):
+        if self.filter == "letkf" and (not self.states or self.localization is None):
+            raise ValueError("filter letkf needs 'states' and 'localization'")
+        if self.localization is not None and self.filter != "letkf":
+            raise ValueError("'localization' is only used by filter letkf")
+        return self
+
+
+class AdaptSpec(Strict):
+    minimum_jobs: Annotated[int, Field(ge=1)]
+    maximum_jobs: Annotated[int, Field(ge=1)]
+
+
+class ClusterSection(Strict):
+    kind: Literal["local", "slurm", "pbs", "sge", "lsf", "address"] = "local"
+    workers: Annotated[int, Field(ge=1)] = 2
+    """local: worker processes (one thread each); jobqueue: jobs (one worker each)."""
+    address: str | None = None
+    """kind address: the scheduler to join, e.g. tcp://10.0.0.1:8786."""
+    jobqueue: dict[str, Any] = {}
+    """Keywords of the dask_jobqueue cluster class (queue, walltime, memory, ...)."""
+    adapt: AdaptSpec | None = None
+
+    @model_validator(mode="after")
+    def _address(self):
+        if (self.kind == "address") != (self.address is not None):
+            raise ValueError("'address' is required for kind address and only there")
+        return self
+
+
+class TwinSection(Strict):
+    """A twin experiment: the truth is the network with these parameter values, simulated
+    with its own seed; its observations are written to a store inside the run."""
+
+    truth: dict[str, float]
+    """Value of every estimated parameter (physical units)."""
+    seed: int = 1
+    observed_neurons: Annotated[int, Field(ge=1)] = 300
+    """How many neurons are imaged (drawn at random among the recorded ones)."""
+    noise_nu: NonNegative = 0.03
+    """Calcium noise level ν of the synthetic recording (ΔF/F per √Hz; 0.03 = 3 %·Hz^-½)."""
+    frame_rate_hz: Positive = 30.0
+
+
+class RunConfig(Strict):
+    name: str = "run"
+    network: NetworkSection
+    parameters: Annotated[list[ParameterSpec], Field(min_length=1)]
+    observations: ObservationsSection | None
+    """None: a free run (forecasts only, no analysis)."""
+    assimilation: AssimilationSection
+    cluster: ClusterSection = ClusterSection()
+    output: str | None = None
+    twin: TwinSection | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        names = [p.name for p in self.parameters]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"parameter names must be unique; repeated: {', '.join(dup)}")
+        if self.twin is not None:
+            missing = [n for n in names if n not in self.twin.truth]
+            extra = [n for n in self.twin.truth if n not in names]
+            if missing or extra:
+                raise ValueError(
+                    "twin.truth must give every estimated parameter and nothing else"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; not estimated: {', '.join(extra)}" if extra else "")
+                )
+            if self.observations is not None and self.observations.store is not None:
+                raise ValueError("a twin writes its own observations: leave out observations.store")
+            if self.observations is not None and self.observations.neuron_map != "identity":
+                raise ValueError("a twin observes model neurons by id: neuron_map must be identity")
+        elif self.observations is not None and self.observations.store is None:
+            raise ValueError("observations.store is required (or give a 'twin' section)")
+        if self.assimilation.states and self.observations is None:
+            raise ValueError("assimilation.states needs observations")
+        if self.assimilation.filter == "letkf" and self.observations.reduce == "population_mean":
+            raise ValueError(
+                "filter letkf localises by neuron: observations.reduce must not be population_mean"
+            )
+        return self
+
+    def canonical(self) -> dict:
+        """The settings that determine the results: everything but cluster and output."""
+        return self.model_dump(mode="json", exclude={"cluster", "output"})
+
+    def digest(self) -> str:
+        """Hash of :meth:`canonical`: two configs with the same digest give the same run."""
+        text = json.dumps(self.canonical(), sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _resolve(path: str, base: Path) -> str:
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def load_run_config(path) -> tuple[RunConfig, str]:
+    """Read and validate a run config; returns the model (with paths made absolute) and the
+    YAML text as written (kept in run.zarr's attrs)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    return parse_run_config(text, str(path), path.resolve().parent), text
+
+
+def parse_run_config(text: str, source: str, base: Path) -> RunConfig:
+    """Validate YAML ``text``; relative input paths are resolved against ``base``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(data, dict):
+        net = data.get("network")
+        if isinstance(net, dict) and isinstance(net.get("spec"), str):
+            spec_path = _resolve(net["spec"], base)
+            try:
+                spec_data = yaml.safe_load(Path(spec_path).read_text())
+            except OSError as exc:
+                raise ConfigError(
+                    f"{source}: network.spec: cannot read {spec_path} ({exc.strerror})"
+                ) from None
+            except yaml.YAMLError as exc:
+                raise ConfigError(
+                    f"{source}: network.spec: {spec_path} is not valid YAML "
+                    f"({str(exc).splitlines()[0]})"
+                ) from None
+            # The spec goes in by value, so the config stored with a run is self-contained.
+            data = {**data, "network": {**net, "spec": spec_data}}
+        obs = data.get("observations")
+        if isinstance(obs, dict) and isinstance(obs.get("store"), str):
+            data = {**data, "observations": {**obs, "store": _resolve(obs["store"], base)}}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """describe_errors without the branch names that pydantic puts into the paths of
+    unions; of a "value or 'auto'" union only the value's error is kept."""
+    skip = set(_SPEC_TAGS) | {"calcium", "spike_counts"}
+    items = []
+    for err in exc.errors():
+        parts = [p for p in err["loc"] if not isinstance(p, int)]
+        branch = any(isinstance(p, str) and p.startswith("literal[") for p in parts)
+        loc = tuple(
+            part
+            for part in err["loc"]
+            if not (isinstance(part, str) and (part in skip or not _FIELD.match(part)))
+        )
+        items.append((loc, branch, err))
+    locs = [loc for loc, _, _ in items]
+    out = []
+    for loc, branch, err in items:
+        if branch and locs.count(loc) > 1:
+            continue
+        line = f"{error_path(loc)}: {_what(err)}"
+        if line not in out:
+            out.append(line)
+    return "; ".join(out)
+
+
+_FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _what(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    return msg if err["type"] == "value_error" else f"{msg} (got {err.get('input')!r})"

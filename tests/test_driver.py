@@ -1,0 +1,209 @@
+"""The assimilation driver on a real LocalCluster (processes, one thread each), with real
+Zarr stores on disk: the run store, the filter's sanity on the network, and runs that are
+split differently into tasks giving the same numbers."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from driver_helpers import TWIN, assert_identical, config, results
+
+from enkf import driver
+from enkf.run_config import RunConfig
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as c:  # fmt: skip
+        yield c
+
+
+def run(client, cfg: dict, out):
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    driver.start((RunConfig.model_validate(cfg), text), out=out, client=client, progress=None)
+    return xr.open_zarr(out, consolidated=False)
+
+
+WINDOW_MEANS = config(TWIN, **{"observations.reduce": "window_mean"})
+
+
+REF = None
+
+
+@pytest.fixture(scope="module")
+def reference(client, tmp_path_factory):
+    """An undisturbed run of WINDOW_MEANS, the reference of the identity tests."""
+    global REF
+    REF = tmp_path_factory.mktemp("ref") / "run.zarr"
+    return run(client, WINDOW_MEANS, REF)
+
+
+def test_run_store_layout(reference):
+    ds = reference
+    assert ds.attrs["kind"] == "run" and ds.attrs["completed_cycles"] == 4
+    assert ds["param"].dims == ("cycle", "stage", "member", "parameter")
+    assert ds["param"].shape == (4, 2, 16, 3)
+    assert list(ds["parameter"].values) == ["w_EE", "w_IE", "drive_pa"]
+    assert list(ds["param_units"].values) == ["1", "1", "pA"]
+    assert ds["y"].attrs["units"] == "ΔF/F" and ds["forecast_s"].attrs["units"] == "s"
+    assert np.array_equal(ds["param_truth"].values, [1.1, 0.9, 175.0])
+    assert json.loads(ds.attrs["config_json"])["assimilation"]["members"] == 16
+    assert not np.isnan(ds["param"].values).any()
+    assert not np.isnan(ds["hx_mean"].values).any()
+    # The prior is the forecast of cycle 0; the analysis of cycle k is the forecast of k+1
+    # (no random walk).
+    p = ds["param"].values
+    assert np.array_equal(p[1:, 0], p[:-1, 1])
+    assert np.allclose(ds["prior_mean"].values, p[0, 0].mean(0))
+    # The observed neurons' store ids are the twin's model neurons.
+    assert np.array_equal(ds["obs_unit"].values, ds["obs_neuron"].values)
+
+
+def test_twin_observations_match_the_truth_to_their_noise(reference):
+    """y − H(truth) is the synthetic noise: its variance is the R the plan assumes (R comes
+    from the noise level ν estimated from the store, the noise from the twin's ν)."""
+    ds = reference
+    d = (ds["y"] - ds["hx_truth"]).values.ravel()
+    r = ds["obs_error_var"].values.ravel()
+    chi2 = np.mean(d**2 / r)
+    # 4 cycles × 60 neurons: the mean of 240 χ²(1) values has sd 0.09.
+    assert 0.7 < chi2 < 1.3, chi2
+    assert abs(ds.attrs["noise_nu"] - 0.03) < 0.006
+
+
+def test_trace_and_rates_are_consistent(reference):
+    """The traces are frames of observed neurons: their window means are y."""
+    ds = reference
+    for j, neuron in enumerate(ds["trace_neuron"].values):
+        obs = int(np.flatnonzero(ds["obs_neuron"].values == neuron)[0])
+        means = np.nanmean(ds["trace_y"].values[:, :, j], axis=1)
+        assert np.allclose(means, ds["y"].values[:, obs], rtol=1e-12, atol=1e-12)
+    r = ds["rate_hz"].values
+    assert np.all(r >= 0) and 1 < r.mean() < 100
+
+
+def test_grouping_into_tasks_changes_nothing(client, reference, tmp_path):
+    """3 members per task instead of 4: different tasks and keys, the same numbers."""
+    cfg = config(WINDOW_MEANS, **{"assimilation.members_per_task": 3})
+    run(client, cfg, tmp_path / "run.zarr")
+    assert_identical(results(REF), results(tmp_path / "run.zarr"))
+
+
+def test_without_observations_the_prior_spread_is_kept(client, tmp_path):
+    """No observations: the analysis is the forecast, bit for bit, in every cycle."""
+    cfg = config(TWIN, observations=None)
+    ds = run(client, cfg, tmp_path / "run.zarr")
+    p = ds["param"].values
+    assert np.array_equal(p[:, 0], p[:, 1])
+    assert np.array_equal(p[0, 0], p[-1, 1])
+    assert np.array_equal(ds["spread_f"].values, ds["spread_a"].values)
+
+
+def test_uninformative_observations_keep_the_spread(client, tmp_path):
+    """R = 10¹² (ΔF/F)² per frame, far above the members' spread of ΔF/F: the data carry no
+    weight, and the spread stays within 0.1 % of the prior's."""
+    cfg = config(TWIN, **{"observations.error_var": 1e12})
+    ds = run(client, cfg, tmp_path / "run.zarr")
+    ratio = ds["spread_a"].values[-1] / ds["spread_f"].values[0]
+    assert 0.999 < ratio < 1.001
+
+
+def test_perfect_observations_shrink_the_spread(client, tmp_path):
+    """Noise-free data of every observed neuron with a small R: the parameter spread falls
+    in every cycle, to well below the prior's."""
+    cfg = config(WINDOW_MEANS, **{"twin.noise_nu": 0.0, "observations.error_var": 1e-6,
+                          "observations.operator.noise_nu": 0.001})  # fmt: skip
+    ds = run(client, cfg, tmp_path / "run.zarr")
+    spread = ds["spread_a"].values
+    assert spread[-1] < 0.5 * ds["spread_f"].values[0]
+    assert np.all(np.diff(spread) < 0)
+
+
+# -- fault tolerance --------------------------------------------------------------------------
+def test_a_worker_killed_mid_cycle_changes_nothing(reference, tmp_path):
+    """SIGKILL the worker process that holds a forecast task of cycle 1 or later: its nanny
+    starts a new one, the scheduler runs the lost task again, and the results are the
+    undisturbed run's, bit for bit."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    out = tmp_path / "run.zarr"
+    killed = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as c:  # fmt: skip
+        pids = c.run(os.getpid)
+        errors = []
+
+        def go():
+            try:
+                cfg = RunConfig.model_validate(WINDOW_MEANS)
+                driver.start((cfg, ""), out=out, client=c, progress=None)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=go)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while thread.is_alive() and not killed and time.monotonic() < deadline:
+            for addr, keys in c.processing().items():
+                if any("forecast-" in str(k) and "-c00000-" not in str(k) for k in keys):
+                    os.kill(pids[addr], signal.SIGKILL)
+                    killed.append((addr, [str(k) for k in keys]))
+                    break
+        thread.join(timeout=300)
+        assert not errors, errors
+        assert killed, "no forecast task was seen running"
+        assert killed[0][0] not in c.scheduler_info()["workers"]
+    assert_identical(results(REF), results(out))
+
+
+def test_driver_killed_then_resumed_is_bit_identical(reference, tmp_path):
+    """SIGKILL the `spikeda run` process (and its workers) after two complete cycles,
+    `spikeda resume` it: the results are the undisturbed run's (which ran in another
+    process, on another cluster), bit for bit."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    import zarr
+    from driver_helpers import spikeda, write_config
+
+    cfg = write_config(tmp_path / "run.yaml", WINDOW_MEANS)
+    out = tmp_path / "run.zarr"
+    proc = subprocess.Popen([sys.executable, "-m", "enkf.cli", "run", str(cfg), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    done = 0
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "zarr.json").exists():
+                done = zarr.open_group(out, mode="r").attrs.get("completed_cycles", 0)
+                if done >= 2:
+                    break
+            time.sleep(0.02)
+        children = psutil.Process(proc.pid).children(recursive=True)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    at_kill = zarr.open_group(out, mode="r").attrs["completed_cycles"]
+    assert 2 <= at_kill < 4, at_kill
+    res = spikeda("resume", out)
+    assert res.returncode == 0, res.stderr
+    assert f"resumed after cycle {at_kill}" in res.stdout
+    assert_identical(results(REF), results(out))

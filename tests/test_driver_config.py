@@ -1,0 +1,197 @@
+"""Run configs, parameters and observation plans: checked before anything is written.
+
+Bad input ends in one line on stderr naming what and where, exit status 2, and leaves the
+user's files as they were (the store, the config, whatever sits at the output path).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from driver_helpers import NETWORK, TWIN, config, spikeda, tree_digest, write_config
+
+from enkf.config import ConfigError
+from enkf.driver.observe import ObservationPlan
+from enkf.driver.params import Z95, ParameterSet
+from enkf.run_config import ParameterSpec, RunConfig, parse_run_config
+from model import build_network
+from observations import write_store
+
+
+@pytest.fixture(scope="module")
+def network():
+    return build_network(NETWORK, seed=2)
+
+
+def _store(path, n_neurons=50, seconds=4.0, rate=30.0, nan_frame=None, first_id=0):
+    t = np.arange(1, int(seconds * rate) + 1) / rate
+    rng = np.random.default_rng(0)
+    values = (0.1 + 0.05 * rng.standard_normal((t.size, n_neurons))).astype(np.float32)
+    if nan_frame is not None:
+        values[nan_frame, 3] = np.nan
+    dff = xr.DataArray(
+        values,
+        dims=("time", "neuron"),
+        coords={"time": t, "neuron": np.arange(first_id, first_id + n_neurons)},
+        attrs={"frame_rate_hz": rate, "indicator": "GCaMP6s"},
+    )
+    write_store(path, dff=dff)
+    return path
+
+
+def _real(store, **changes):
+    """A config that assimilates an existing store (no twin)."""
+    cfg = config(TWIN, **changes)
+    del cfg["twin"]
+    cfg["observations"]["store"] = str(store)
+    cfg["observations"]["reduce"] = "window_mean"
+    return cfg
+
+
+def _refused(tmp_path, cfg, *extra, out=None):
+    path = write_config(tmp_path / "run.yaml", cfg)
+    before = path.read_bytes()
+    out = out or tmp_path / "run.zarr"
+    res = spikeda("run", path, "--out", out, *extra)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spikeda run: "), res.stderr
+    assert path.read_bytes() == before
+    return lines[0]
+
+
+def test_typo_key_names_its_yaml_path(tmp_path):
+    cfg = config(TWIN)
+    cfg["assimilation"]["membrs"] = cfg["assimilation"].pop("members")
+    line = _refused(tmp_path, cfg)
+    assert "assimilation.membrs: unknown key" in line
+    assert "assimilation.members: required key is missing" in line
+    assert not (tmp_path / "run.zarr").exists()
+
+
+def test_typo_inside_the_operator_and_the_network(tmp_path):
+    cfg = config(TWIN)
+    cfg["observations"]["operator"]["indicatr"] = "GCaMP6f"
+    cfg["network"]["spec"]["populations"][1]["neuron"]["c_pff"] = 1.0
+    line = _refused(tmp_path, cfg)
+    assert "observations.operator.indicatr: unknown key" in line
+    assert "network.spec.populations[1].neuron.c_pff: unknown key" in line
+
+
+def test_nan_frames_are_refused_by_default_and_the_store_is_untouched(tmp_path):
+    store = _store(tmp_path / "obs.zarr", nan_frame=40)
+    before = tree_digest(store)
+    line = _refused(tmp_path, _real(store))
+    assert "calcium/dff is NaN at frame 40" in line and "nan_policy: mask" in line
+    assert tree_digest(store) == before
+    assert not (tmp_path / "run.zarr").exists()
+
+
+def test_neuron_map_outside_the_network(tmp_path):
+    store = _store(tmp_path / "obs.zarr", n_neurons=3)
+    cfg = _real(store)
+    cfg["observations"]["neuron_map"] = {"store": [0, 1, 2], "model": [5, 7, 5000]}
+    line = _refused(tmp_path, cfg)
+    assert "observations.neuron_map.model[2]: neuron 5000 is outside the network" in line
+    assert "0–199" in line
+
+
+def test_identity_map_of_ids_beyond_the_network(tmp_path):
+    store = _store(tmp_path / "obs.zarr", n_neurons=10, first_id=195)
+    line = _refused(tmp_path, _real(store))
+    assert "identity maps store neuron id 200 to model neuron 200" in line
+
+
+def test_windows_beyond_the_data(tmp_path):
+    store = _store(tmp_path / "obs.zarr", seconds=2.0)
+    line = _refused(tmp_path, _real(store, **{"assimilation.cycles": 9}))
+    assert "need observations until 5 s" in line and "ends at 2 s" in line
+
+
+def test_output_holding_something_else_is_never_replaced(tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "data.txt").write_text("mine")
+    for extra in ((), ("--overwrite",)):
+        line = _refused(tmp_path, config(TWIN), *extra, out=out)
+        assert "is not a spikeda run" in line
+    assert (out / "data.txt").read_text() == "mine"
+
+
+def test_config_errors_list_every_problem():
+    text = """
+network: {spec: {name: x, synapses: {kind: coba}, populations: [{name: E, n: 2, type: E, neuron: {model: lif}}]}}
+parameters:
+  - {name: a, weight_scale: [E, E], transform: logit, prior: {mean: 2.0, sd: 0.1}}
+  - {name: a, bias_pa: E, poisson_rate_hz: E, prior: {mean: 1.0, sd: 0.1}}
+observations: {operator: {kind: spike_counts, bin_s: 0.1}}
+assimilation: {members: 10, window_s: 1.0, members_per_task: 0}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_run_config(text, "cfg.yaml", base=Path("."))
+    msg = str(err.value)
+    assert msg.startswith("cfg.yaml: ")
+    assert "parameters[0]: 'bounds: [low, high]' is required for transform logit" in msg
+    assert "parameters[1]: give exactly one target" in msg
+    assert "assimilation.members_per_task: Input should be greater than or equal to 1" in msg
+    assert "literal" not in msg
+
+
+def test_parameters_check_targets(network):
+    def ps(**spec):
+        base = {"name": "p", "prior": {"mean": 1.0, "sd": 0.1}}
+        return ParameterSet([ParameterSpec(**base, **spec)], network)
+
+    with pytest.raises(ConfigError, match="unknown population 'X'"):
+        ps(weight_scale=["E", "X"])
+    with pytest.raises(ConfigError, match="population E has no Poisson drive"):
+        ps(poisson_rate_hz="E")
+
+
+def test_prior_moments_and_interval(network):
+    """log: the log-normal with the given mean and sd (checked by sampling); the 95 %
+    interval is the exact quantiles of the transformed Normal."""
+    cfg = RunConfig.model_validate(TWIN)
+    P = ParameterSet(cfg.parameters, network)
+    theta = P.sample_prior(200_000, np.random.default_rng(1))
+    means = np.array([p.prior.mean for p in cfg.parameters])
+    sds = np.array([p.prior.sd for p in cfg.parameters])
+    assert np.allclose(theta.mean(0), means, rtol=3e-3)
+    assert np.allclose(theta.std(0), sds, rtol=1e-2)
+    lo, hi = P.prior_interval()
+    inside = ((theta >= lo) & (theta <= hi)).mean(0)
+    assert np.allclose(inside, 0.95, atol=3e-3)
+    assert Z95 == pytest.approx(1.959964, abs=1e-6)
+
+
+def test_member_params_set_their_targets_only(network):
+    cfg = RunConfig.model_validate(TWIN)
+    P = ParameterSet(cfg.parameters, network)
+    theta = np.array([[1.2, 0.8, 190.0], [1.0, 1.0, 180.0]])
+    mp = P.member_params(theta)
+    E, I = network.pop_names.index("E"), network.pop_names.index("I")
+    assert mp.weight_scale[0, E, E] == 1.2 and mp.weight_scale[0, I, E] == 0.8
+    assert mp.weight_scale[0, E, I] == 1.0 and mp.weight_scale[0, I, I] == 1.0
+    # The drive moves each population's mean bias to the value and keeps the spread.
+    for name in ("E", "I"):
+        sl = network.population(name)
+        assert mp.bias_pa[0, sl].mean() == pytest.approx(190.0)
+        assert mp.bias_pa[1, sl].mean() == pytest.approx(180.0)
+        assert np.allclose(np.diff(mp.bias_pa[0, sl] - network.bias_pa[sl]), 0.0)
+
+
+def test_plan_reads_window_means_as_the_store_holds_them(tmp_path, network):
+    """y of a window is the mean of its frames, checked against xarray on the store; with
+    NaN frames masked, the mean leaves them out and R grows by the frames lost."""
+    store = _store(tmp_path / "obs.zarr", nan_frame=20)
+    cfg = RunConfig.model_validate(_real(store, **{"observations.nan_policy": "mask"}))
+    plan = ObservationPlan(cfg.observations, cfg.assimilation, network, store)
+    da = xr.open_zarr(store, group="calcium", consolidated=False)["dff"].astype("float64")
+    for w in plan.windows:
+        y, var, _ = plan.y(w)
+        ref = da.sel(time=slice(w.obs_t0_s + 1e-9, w.t1_s + 1e-9)).mean("time", skipna=True)
+        assert np.allclose(y, ref.values, rtol=0, atol=1e-12)
+        n = da.sel(time=slice(w.obs_t0_s + 1e-9, w.t1_s + 1e-9)).notnull().sum("time").values
+        assert np.allclose(var, plan.frame_var / n)
+    assert plan.windows[0].t0_s == 0.0 and plan.windows[1].t0_s == 1.0
