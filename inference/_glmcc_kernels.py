@@ -15,6 +15,30 @@ N_TERMS = 40  # |J u| ≤ 5: the 40th term is below 3·10⁻²² of the sum
 EDGE_TOL_MS = 1e-7  # lags this close to an integer are "on the edge" (times given to 0.01 ms)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _first_after(x, start, bound):
+    """Smallest k ≥ start with x[k] > bound (x sorted), by galloping then bisection: the
+    sweep's pointer skips long runs of a fast train in O(log run) instead of O(run)."""
+    n = x.shape[0]
+    if start >= n or x[start] > bound:
+        return start
+    lo, step = start, 1  # invariant: x[lo] ≤ bound
+    hi = lo + 1
+    while hi < n and x[hi] <= bound:
+        lo = hi
+        step *= 2
+        hi = lo + step
+    hi = min(hi, n)
+    lo += 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x[mid] <= bound:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @njit(cache=True, nogil=True)
 def pair_statistics(pre_ms, post_ms, window_ms, delays_ms, tau_ms, min_lag_ms):
     """Histogram and kernel sums of the lags t = t_post − t_pre in (−W, W), leaving out
@@ -34,16 +58,22 @@ def pair_statistics(pre_ms, post_ms, window_ms, delays_ms, tau_ms, min_lag_ms):
     nd = delays_ms.shape[0]
     s_plus = np.zeros(nd)
     s_minus = np.zeros(nd)
+    d_min = delays_ms.min() if nd > 0 else np.inf
     n_lags = 0
+    # The outer loop runs over the sparser train (the sweep costs one step per outer spike
+    # and a gallop over the other); t = sign·(inner − outer) stays t_post − t_pre.
+    if pre_ms.shape[0] <= post_ms.shape[0]:
+        outer, inner, sign = pre_ms, post_ms, 1.0
+    else:
+        outer, inner, sign = post_ms, pre_ms, -1.0
     lo = 0
-    n_post = post_ms.shape[0]
-    for i in range(pre_ms.shape[0]):
-        t0 = pre_ms[i]
-        while lo < n_post and post_ms[lo] <= t0 - W:
-            lo += 1
+    n_inner = inner.shape[0]
+    for i in range(outer.shape[0]):
+        t0 = outer[i]
+        lo = _first_after(inner, lo, t0 - W)
         j = lo
-        while j < n_post and post_ms[j] < t0 + W:
-            t = post_ms[j] - t0
+        while j < n_inner and inner[j] < t0 + W:
+            t = sign * (inner[j] - t0)
             j += 1
             if t <= -W or t >= W or abs(t) < min_lag_ms:
                 continue
@@ -57,12 +87,21 @@ def pair_statistics(pre_ms, post_ms, window_ms, delays_ms, tau_ms, min_lag_ms):
             else:
                 k = min(max(int(np.floor(x)), 0), M - 1)
                 counts[k] += 1.0
-            for q in range(nd):
-                d = delays_ms[q]
-                if t > d:
-                    s_plus[q] += np.exp(-(t - d) / tau_ms)
-                elif t < -d:
-                    s_minus[q] += np.exp((t + d) / tau_ms)
+            # One exponential per lag serves every delay: e^{−(t−d)/τ} = e^{d/τ}·e^{−t/τ}.
+            if t > d_min:
+                e = np.exp(-t / tau_ms)
+                for q in range(nd):
+                    if t > delays_ms[q]:
+                        s_plus[q] += e
+            elif t < -d_min:
+                e = np.exp(t / tau_ms)
+                for q in range(nd):
+                    if t < -delays_ms[q]:
+                        s_minus[q] += e
+    for q in range(nd):
+        scale = np.exp(delays_ms[q] / tau_ms)
+        s_plus[q] *= scale
+        s_minus[q] *= scale
     return counts, s_plus, s_minus, n_lags
 
 

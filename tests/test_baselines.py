@@ -70,3 +70,21 @@ def test_jitter_is_reproducible():
     a = JitterTest(n_surrogates=30, seed=4).fit(coupled())
     b = JitterTest(n_surrogates=30, seed=4).fit(coupled())
     np.testing.assert_array_equal(a.J.values, b.J.values)
+
+
+def test_jitter_candidates_count_exactly_what_jittering_the_train_counts():
+    """The candidate shortcut against the definition: jitter every post spike, sort, count."""
+    from inference.baselines import _window_count, jitter_candidates, surrogate_count
+
+    rng = np.random.default_rng(11)
+    pre = np.sort(rng.uniform(0, 20_000, 400))  # ms
+    post = np.sort(np.r_[rng.uniform(0, 20_000, 300), pre[:80] + 3.5, [0.0, 9.999, 10.0]])
+    lo, hi, width = 3.0, 7.0, 10.0
+    slot, post_index, u_lo, u_hi = jitter_candidates(pre, post, lo, hi, width)
+    assert np.all(np.diff(slot) >= 0) and np.all((0 <= u_lo) & (u_lo < u_hi) & (u_hi <= 1))
+    for _ in range(50):
+        u_all = rng.random(post.size)
+        jittered = np.sort((np.floor(post / width) + u_all) * width)
+        assert surrogate_count(slot, u_lo, u_hi, u_all[post_index]) == _window_count(
+            pre, jittered, lo, hi
+        )

@@ -176,3 +176,30 @@ def test_psp_and_recording_time():
     J = 1.0 / 2.532
     cbar = 2.0 * 3.0 * 1e-6 * T * 1e3
     assert 1.57 * 3.2905267 / np.sqrt(4.0 * cbar) == pytest.approx(J, rel=1e-6)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_pair_statistics_against_all_lags_by_brute_force(swap):
+    """Histogram, kernel sums and lag count against np.subtract.outer of the whole trains:
+    trains of very different rates (the sweep runs over the sparser one and gallops over
+    the other), lags on bin edges and on ±W, and an excluded centre."""
+    rng = np.random.default_rng(5)
+    pre = np.sort(np.r_[rng.uniform(0, 60_000, 300), [1000.0, 2000.0]])
+    post = np.sort(np.r_[rng.uniform(0, 60_000, 9000), [1003.0, 1050.0, 1950.0, 2000.25]])
+    if swap:
+        pre, post = post, pre
+    delays, tau, W, min_lag = np.array([1.0, 2.0, 3.0, 4.0]), 4.0, 50.0, 0.5
+    counts, sp, sm, n = K.pair_statistics(pre, post, W, delays, tau, min_lag)
+    t = np.subtract.outer(post, pre).ravel()
+    t = t[(np.abs(t) < W) & (np.abs(t) >= min_lag)]
+    assert n == t.size
+    x = t + W
+    on_edge = (np.abs(x - np.round(x)) < 1e-7) & (np.round(x) > 0)
+    ref = np.histogram(x[~on_edge], bins=np.arange(101))[0].astype(float)
+    for e in np.round(x[on_edge]).astype(int):
+        ref[e - 1] += 0.5
+        ref[e] += 0.5
+    np.testing.assert_array_equal(counts, ref)
+    for q, d in enumerate(delays):
+        np.testing.assert_allclose(sp[q], np.exp(-(t[t > d] - d) / tau).sum(), rtol=1e-12)
+        np.testing.assert_allclose(sm[q], np.exp((t[t < -d] + d) / tau).sum(), rtol=1e-12)
