@@ -215,7 +215,8 @@ class AssimilationSection(Strict):
     localization: LocalizationSpec | None = None
     seed: int = 0
     members_per_task: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    """auto: members / (2 · workers), rounded up, so each worker gets about two tasks."""
+    """auto: members / (4 · workers), rounded up: about four tasks per worker, which
+    balances members of different cost across workers and keeps a lost task small."""
     nonfinite: Literal["error", "replace"] = "error"
     """A member whose state or predictions are not finite: stop the run (error), or give it
     the state and parameters of a finite member drawn with the run's seed (replace)."""

@@ -203,7 +203,7 @@ class Driver:
         M = self.asm.members
         per = self.asm.members_per_task
         if per == "auto":
-            per = math.ceil(M / (2 * max(n_workers, 1)))
+            per = math.ceil(M / (4 * max(n_workers, 1)))
         return [np.arange(a, min(a + per, M)) for a in range(0, M, per)]
 
     def forecast_params(self, k: int) -> np.ndarray:
