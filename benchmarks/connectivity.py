@@ -1,15 +1,20 @@
 """Ground truth for the connectivity estimators: a simulated network whose synapses we know.
 
-A 1000-neuron LIF network (800 E / 200 I, current synapses) with sparse random connections
-(p = 0.1), log-normal excitatory and normal inhibitory PSC amplitudes, delays of 1–3 ms,
-and Poisson background drive, is simulated with ``model``; the spikes of 100 neurons
-(80 E, 20 I) are given to GLMCC (Wald and LR), the cross-correlogram test and the jitter
-test, and each method's calls on the directed recorded pairs are scored against the true
-synapses: accuracy and Matthews correlation (MCC) for excitatory and inhibitory links.
+A 1000-neuron LIF network (800 E / 200 I, current synapses; connection probability 0.1
+from E and 0.2 from I neurons) with log-normal excitatory (median 20 pA) and normal
+inhibitory (80 ± 20 pA) PSC amplitudes, delays of 1–3 ms and Poisson background drive is
+simulated with ``model``; the spikes of 100 neurons (80 E, 20 I) are given to GLMCC (Wald
+and LR, delay scan), the cross-correlogram test and the jitter test, and each method's calls
+on the 9900 directed recorded pairs are scored against the true synapses: accuracy, MCC,
+precision and recall for excitatory and inhibitory links. The first 10, 20, 30, 60 and
+120 minutes of one recording give the MCC against recording length, shown beside the
+fraction of true links that ``required_recording_time_s`` says are detectable.
 
-    python benchmarks/connectivity.py [--minutes 60] [--jitter-pairs 400]
+    python benchmarks/connectivity.py                      # the paper's regime, 2 h
+    python benchmarks/connectivity.py --regime low --minutes 30 --lengths 30 --jitter-at 30
 
-Writes benchmarks/results/connectivity.json.
+The regime "low" (0.2–1.5 Hz) is the low-count benchmark. Recordings are cached in
+benchmarks/.cache; results go to benchmarks/results/connectivity[_low].{json,png}.
 """
 
 from __future__ import annotations
