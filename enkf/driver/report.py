@@ -53,9 +53,40 @@ def posterior(ds: xr.Dataset, cycle: int = -1) -> dict:
             out[f"{name}_hi"][i] = inv(u.mean() + Z95 * u.std(ddof=1))
         U[:, i] = fwd(post[:, i])
     out["corr"] = np.corrcoef(U, rowvar=False) if U.shape[1] > 1 else np.ones((1, 1))
+    U0 = np.column_stack([_transform(p)[0](prior[:, i]) for i, p in enumerate(specs)])
+    out["U_prior"], out["U_post"] = U0, U
     out["truth"] = ds["param_truth"].values if "param_truth" in ds else np.full(len(specs), np.nan)
+    out["u_truth"] = np.array(
+        [_transform(p)[0](t) for p, t in zip(specs, out["truth"], strict=True)]
+    )
     out["names"] = [p["name"] for p in specs]
     out["units"] = [str(u) for u in ds["param_units"].values]
+    return out
+
+
+def directions(s: dict) -> list[dict]:
+    """The combinations of parameters the data identify: the generalized eigenvectors of
+    the posterior covariance against the prior's, in the transformed space (C_post v =
+    λ C_prior v), most constrained first. For each: the coefficients (unit length), the sd
+    ratio prior/posterior along it (1/√λ), the posterior mean and the truth of d·u."""
+    import scipy.linalg
+
+    U0, U1 = s["U_prior"], s["U_post"]
+    if U0.shape[1] < 2:
+        return []
+    C0, C1 = np.cov(U0, rowvar=False), np.cov(U1, rowvar=False)
+    lam, V = scipy.linalg.eigh(C1, C0)
+    out = []
+    for k in range(lam.size):
+        d = V[:, k] / np.linalg.norm(V[:, k])
+        d = d if d[np.argmax(np.abs(d))] > 0 else -d
+        out.append({
+            "coef": d,
+            "sd_ratio": float(np.sqrt(d @ C0 @ d / (d @ C1 @ d))),
+            "post_mean": float(U1.mean(axis=0) @ d),
+            "post_sd": float(np.sqrt(d @ C1 @ d)),
+            "truth": float(s["u_truth"] @ d),
+        })  # fmt: skip
     return out
 
 
@@ -87,6 +118,16 @@ def report(ds: xr.Dataset, cycle: int = -1) -> str:
         lines.append(" " * 12 + "".join(f"{nm[:8]:>9}" for nm in s["names"]))
         for i, nm in enumerate(s["names"]):
             lines.append(f"{nm:<12}" + "".join(f"{s['corr'][i, j]:>9.2f}" for j in range(n)))
+        lines.append("")
+        lines.append("combinations the data identify (transformed space, most constrained first)")
+        for d in directions(s):
+            combo = " ".join(f"{c:+.2f}·{nm}" for c, nm in zip(d["coef"], s["names"], strict=True))
+            row = (
+                f"  sd ÷{d['sd_ratio']:5.1f}  {combo}  = {d['post_mean']:.3f} ± {d['post_sd']:.3f}"
+            )
+            if twin:
+                row += f" (truth {d['truth']:.3f}, z {(d['post_mean'] - d['truth']) / d['post_sd']:+.1f})"
+            lines.append(row)
     return "\n".join(lines)
 
 
