@@ -53,6 +53,8 @@ def _run(args) -> int:
     except driver.RunError as exc:
         print(f"spikeda run: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
+    except KeyboardInterrupt:
+        return _interrupted("run")
     return _finish(summary)
 
 
@@ -64,7 +66,15 @@ def _resume(args) -> int:
     except driver.RunError as exc:
         print(f"spikeda resume: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
+    except KeyboardInterrupt:
+        return _interrupted("resume")
     return _finish(summary)
+
+
+def _interrupted(command: str) -> int:
+    print(f"\nspikeda {command}: interrupted; the complete cycles are kept, `spikeda resume RUN` "
+          "continues from the last one", file=sys.stderr)  # fmt: skip
+    return 130
 
 
 def _finish(summary) -> int:

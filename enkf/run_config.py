@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from enkf.config import ConfigError
 from model.spec import _TAGS as _SPEC_TAGS
-from model.spec import NetworkSpec, Strict, error_path
+from model.spec import NetworkSpec, Strict, error_message, error_path
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -387,19 +387,10 @@ def _describe(exc: ValidationError) -> str:
     for loc, branch, err in items:
         if branch and locs.count(loc) > 1:
             continue
-        line = f"{error_path(loc)}: {_what(err)}"
+        line = f"{error_path(loc)}: {error_message(err)}"
         if line not in out:
             out.append(line)
     return "; ".join(out)
 
 
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def _what(err: dict) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    msg = err["msg"].removeprefix("Value error, ")
-    return msg if err["type"] == "value_error" else f"{msg} (got {err.get('input')!r})"

@@ -42,18 +42,19 @@ def error_path(loc: tuple, skip=frozenset()) -> str:
     return out or "<top level>"
 
 
+def error_message(err: dict) -> str:
+    """What one pydantic error (an item of ``ValidationError.errors()``) says, for a user."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    return msg if err["type"] == "value_error" else f"{msg} (got {err.get('input')!r})"
+
+
 def describe_errors(exc: ValidationError, skip=frozenset()) -> str:
     """One line that lists every problem of a pydantic ValidationError by YAML path."""
-
-    def what(err: dict) -> str:
-        if err["type"] == "extra_forbidden":
-            return "unknown key"
-        if err["type"] == "missing":
-            return "required key is missing"
-        msg = err["msg"].removeprefix("Value error, ")
-        return msg if err["type"] == "value_error" else f"{msg} (got {err.get('input')!r})"
-
-    return "; ".join(f"{error_path(e['loc'], skip)}: {what(e)}" for e in exc.errors())
+    return "; ".join(f"{error_path(e['loc'], skip)}: {error_message(e)}" for e in exc.errors())
 
 
 Positive = Annotated[float, Field(gt=0)]

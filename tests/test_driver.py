@@ -207,3 +207,30 @@ def test_driver_killed_then_resumed_is_bit_identical(reference, tmp_path):
     assert res.returncode == 0, res.stderr
     assert f"resumed after cycle {at_kill}" in res.stdout
     assert_identical(results(REF), results(out))
+
+
+@pytest.mark.parametrize("by, radius", [("distance", 150.0), ("graph", 1.0)])
+def test_letkf_updates_the_membrane_of_observed_neurons(client, tmp_path, by, radius):
+    """filter letkf with states [v_mv]: the analysis moves the observed neurons' membrane
+    potentials, keeps them in [V_reset, V_th), writes them into the members' saved states
+    (refractory neurons keep theirs), and updates the parameters with every observation."""
+    from enkf.driver.members import load_member, member_path
+
+    cfg = config(WINDOW_MEANS, **{
+        "assimilation.filter": "letkf", "assimilation.states": ["v_mv"],
+        "assimilation.localization": {"by": by, "radius": radius},
+        "assimilation.cycles": 2,
+    })  # fmt: skip
+    out = tmp_path / "run.zarr"
+    ds = run(client, cfg, out)
+    v = ds["v_obs"].values  # (cycle, stage, member, neuron)
+    assert not np.array_equal(v[:, 0], v[:, 1])
+    assert np.all((v[:, 1] >= -60.0) & (v[:, 1] < -50.0))
+    p = ds["param"].values
+    assert not np.array_equal(p[:, 0], p[:, 1])
+    neurons = ds["neuron"].values
+    last = out / "checkpoint" / "slot0"  # the state after cycle 1 (k + 1 = 2 → slot 0)
+    for m in (0, 7):
+        state, _ = load_member(member_path(last, m))
+        free = state.refractory[0, neurons] == 0
+        assert np.array_equal(state.v_mv[0, neurons][free], v[-1, 1, m][free])

@@ -184,18 +184,21 @@ def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
     }
 
 
-def set_membrane(
-    slot: str, member: int, neurons: np.ndarray, v_mv: np.ndarray, network: Network
-) -> None:
-    """Replace the membrane potential of some neurons of a member's saved state (an
-    analysis of per-neuron states); values are kept in [V_reset, V_th) so the threshold
-    logic of the model holds; refractory neurons keep theirs (the model holds them at
-    V_reset until the refractory period ends)."""
-    path = member_path(slot, member)
-    state, op = load_member(path)
+def clip_membrane(v_mv: np.ndarray, neurons: np.ndarray, network: Network) -> np.ndarray:
+    """Membrane potentials (…, n_neurons) of ``neurons`` kept in [V_reset, V_th), the range
+    the model's threshold logic assumes (an analysis can leave it)."""
     lo = network.neuron["v_reset_mv"][neurons]
     hi = np.nextafter(network.neuron["v_th_mv"][neurons], -np.inf)
+    return np.clip(v_mv, lo, hi)
+
+
+def set_membrane(slot: str, member: int, neurons: np.ndarray, v_mv: np.ndarray) -> None:
+    """Replace the membrane potential of some neurons in a member's saved state (the
+    analysis of per-neuron states, already clipped); refractory neurons keep theirs (the
+    model holds them at V_reset until the refractory period ends)."""
+    path = member_path(slot, member)
+    state, op = load_member(path)
     v = state.v_mv.copy()
     free = state.refractory[0, neurons] == 0
-    v[0, neurons[free]] = np.clip(v_mv, lo, hi)[free]
+    v[0, neurons[free]] = v_mv[free]
     save_member(path, dataclasses.replace(state, v_mv=v), op)

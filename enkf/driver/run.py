@@ -339,11 +339,10 @@ class Driver:
                 if used.any() else np.nan,
             })  # fmt: skip
         if asm.states:
-            v_a = Z_a[:, P.n :]
+            v_a = mem.clip_membrane(Z_a[:, P.n :], self.plan.model.neurons, self.network)
             out["v_obs"] = np.stack([v_obs, v_a])
             for i in range(M):
-                mem.set_membrane(str(self.store.slot(k + 1)), i, self.plan.model.neurons, v_a[i],
-                                 self.network)  # fmt: skip
+                mem.set_membrane(str(self.store.slot(k + 1)), i, self.plan.model.neurons, v_a[i])
         t_w = time.perf_counter()
         self.store.write_cycle(k, out)
         io_s += time.perf_counter() - t_w
