@@ -234,3 +234,18 @@ def test_letkf_updates_the_membrane_of_observed_neurons(client, tmp_path, by, ra
         state, _ = load_member(member_path(last, m))
         free = state.refractory[0, neurons] == 0
         assert np.array_equal(state.v_mv[0, neurons][free], v[-1, 1, m][free])
+
+
+def test_spikeda_plot_writes_the_run_figures(reference, tmp_path):
+    """`spikeda plot RUN` (dispatch on attrs kind = run) writes the four PNGs; the store is
+    not changed."""
+    from driver_helpers import spikeda, tree_digest
+
+    before = tree_digest(REF)
+    res = spikeda("plot", REF, "-o", tmp_path / "figs")
+    assert res.returncode == 0, res.stderr
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == ["diagnostics.png", "parameters.png", "rates.png", "traces.png"]
+    for p in (tmp_path / "figs").iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+    assert tree_digest(REF) == before
