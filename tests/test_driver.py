@@ -249,3 +249,24 @@ def test_spikeda_plot_writes_the_run_figures(reference, tmp_path):
     for p in (tmp_path / "figs").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
     assert tree_digest(REF) == before
+
+
+def test_small_twin_recovers_the_truth(client, tmp_path):
+    """The quickstart's recipe at test size (200 neurons, 24 members, 100 imaged neurons,
+    indegree regression, RTPS): every truth inside its posterior 95 % interval, and the
+    combination of parameters the data constrain best is ≥ 3× narrower than in the prior
+    and within 10 % of the truth (a log-space combination, so 10 % as a factor)."""
+    from enkf.driver.report import directions, posterior
+
+    cfg = config(TWIN, **{
+        "observations.reduce": "indegree", "assimilation.inflation": {"kind": "rtps", "value": 0.5},
+        "assimilation.members": 24, "assimilation.window_s": 2.0, "assimilation.start_s": 1.0,
+        "assimilation.cycles": 6, "twin.observed_neurons": 100,
+    })  # fmt: skip
+    ds = run(client, cfg, tmp_path / "run.zarr").load()
+    s = posterior(ds)
+    inside = (s["post_lo"] <= s["truth"]) & (s["truth"] <= s["post_hi"])
+    assert inside.all(), dict(zip(s["names"], inside, strict=True))
+    best = directions(s)[0]
+    assert best["sd_ratio"] >= 3, best
+    assert abs(np.expm1(best["post_mean"] - best["truth"])) < 0.10, best
