@@ -270,3 +270,33 @@ def test_small_twin_recovers_the_truth(client, tmp_path):
     best = directions(s)[0]
     assert best["sd_ratio"] >= 3, best
     assert abs(np.expm1(best["post_mean"] - best["truth"])) < 0.10, best
+
+
+def test_existing_scheduler_address_gives_the_same_run(client, reference, tmp_path):
+    """`--cluster tcp://...` joins a running scheduler (here the fixture's): same numbers."""
+    from driver_helpers import spikeda, write_config
+
+    cfg = write_config(tmp_path / "run.yaml", WINDOW_MEANS)
+    res = spikeda("run", cfg, "--out", tmp_path / "run.zarr", "--cluster", client.scheduler.address)
+    assert res.returncode == 0, res.stderr
+    assert f"joined scheduler {client.scheduler.address}" in res.stderr
+    assert_identical(results(REF), results(tmp_path / "run.zarr"))
+
+
+def test_output_holding_a_run_is_refused_without_overwrite(reference, tmp_path):
+    """A different config, or the same one, aimed at an existing run: refused, one line,
+    the run untouched; the same config is pointed to `spikeda resume`."""
+    from driver_helpers import spikeda, tree_digest, write_config
+
+    before = tree_digest(REF)
+    other = write_config(tmp_path / "other.yaml", config(WINDOW_MEANS, **{"assimilation.seed": 4}))
+    same = write_config(tmp_path / "same.yaml", WINDOW_MEANS)
+    for path, says in (
+        (other, "it holds a different run"),
+        (same, "continue it with `spikeda resume`"),
+    ):
+        res = spikeda("run", path, "--out", REF)
+        assert res.returncode == 2
+        (line,) = res.stderr.strip().splitlines()
+        assert says in line and "--overwrite" in line, line
+    assert tree_digest(REF) == before
