@@ -10,14 +10,17 @@ classifier's confusion matrices against recording length, in one run.
 3. End to end: LIF triplets with each motif (amplitudes 2–10 mV, source rates 2–20 Hz,
    spontaneous rates 2–8 Hz), classified from their first 10⁴, 10⁵ and 10⁶ bins.
 
-    python benchmarks/triplets.py [--reps 8] [--max-bins 1000000] [--skip-speed]
+    python benchmarks/triplets.py [--reps 8] [--max-bins 1000000] [--skip-speed] [--skip-theory]
 
-Writes benchmarks/results/triplets.json.
+Writes benchmarks/results/triplets.json (parts skipped keep their previous numbers); for
+every simulated I-all / I-pairs triplet it also stores θ_123 ± SE, rates, the 8 counts, the
+status and the label.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -120,6 +123,8 @@ def end_to_end(reps: int, max_bins: int, seed: int = 7, bin_ms: float = 5.0) -> 
     conf = {L: np.zeros((len(TRUTHS), len(LABELS)), int) for L in lengths}
     quadrant = {L: [] for L in lengths}
     inhib_triple = {L: [] for L in lengths}
+    inhib_detail = {L: [] for L in lengths}  # every simulated I-all / I-pairs triplet
+    e_pairs_triple = {L: [] for L in lengths}
     sim_s = fit_s = 0.0
     est = TripletMap(bin_ms=bin_ms, classify=True)
     for r in range(reps):
@@ -137,10 +142,20 @@ def end_to_end(reps: int, max_bins: int, seed: int = 7, bin_ms: float = 5.0) -> 
                 label = str(ds.motif.values[0]) or "silent unit"  # status "silent_unit"
                 conf[L][ti, LABELS.index(label)] += 1
                 pair, tri = float(ds.theta_pair_mean[0]), float(ds.theta_123[0])
+                if motif in ("I-all", "I-pairs"):
+                    inhib_detail[L].append({
+                        "rep": r, "motif": motif, "amplitude_mv": A, "source_hz": nu,
+                        "baseline_hz": base.tolist(), "rate_hz": ds.rate_hz.values.tolist(),
+                        "counts": ds.pattern_count.values[0].tolist(),
+                        "status": str(ds.status.values[0]), "theta_123": tri,
+                        "se_theta_123": float(ds.se_theta_123[0]), "theta_pair_mean": pair,
+                        "lr_p": float(ds.lr_p[0]), "label": label,
+                        "release_p": float(ds.motif_release_p[0])})  # fmt: skip
                 if label == "silent unit":
                     continue
                 if motif == "E-pairs":
                     quadrant[L].append(pair > 0 and tri < 0 and bool(ds.significant[0]))
+                    e_pairs_triple[L].append(tri)
                 if motif in ("I-all", "I-pairs"):
                     inhib_triple[L].append(tri)
         print(f"rep {r + 1}/{reps} done ({sim_s:.0f} s simulating, {fit_s:.0f} s fitting)")
@@ -166,6 +181,14 @@ def end_to_end(reps: int, max_bins: int, seed: int = 7, bin_ms: float = 5.0) -> 
             "e_pairs_lower_right_significant": float(np.mean(quadrant[L])),
             "inhibitory_theta_123_min": float(np.min(inhib_triple[L])),
             "inhibitory_theta_123_median": float(np.median(inhib_triple[L])),
+            # the strongest negative θ_123 of shared inhibition that is significant (LR) on
+            # counts without empty cells, against the weakest of E-pairs
+            "inhibitory_theta_123_min_ok_significant": min(
+                [d["theta_123"] for d in inhib_detail[L]
+                 if d["status"] == "ok" and d["lr_p"] < est.alpha], default=None),
+            "e_pairs_theta_123_max": float(np.max(e_pairs_triple[L])),
+            "e_pairs_theta_123_median": float(np.median(e_pairs_triple[L])),
+            "inhibitory_triplets": inhib_detail[L],
         }  # fmt: skip
         print(f"\n{L} bins (rows truth, columns label: {', '.join(LABELS)})")
         for ti, m in enumerate(TRUTHS):
@@ -180,7 +203,9 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-theory", action="store_true")
     args = ap.parse_args()
-    fields = {}
+    # parts skipped in this run keep their previous numbers
+    old = HERE / "results" / "triplets.json"
+    fields = json.loads(old.read_text()) if old.exists() else {}
     if not args.skip_speed:
         fields["speed"] = speed()
         print(fields["speed"])

@@ -17,6 +17,13 @@ independent model: BIC then prefers "independent" without evidence against inhib
 triplet is called "independent" only where the data exclude a strong shared inhibition (ν =
 ``strong_inhibition_hz`` silencing all its targets) by a likelihood-ratio test; otherwise
 it is reported as "inhibitory or none".
+
+Conversely, shared inhibition of low-rate threshold-regime neurons silences them together for
+≈ τ log(A/ℓ) ≫ Δ and releases them together, a slow shared state that the mixture fits as a
+weak excitatory source. A released neuron fires in any one bin with probability at most
+:func:`inference.triplet_theory.release_probability_bound` (0.12 at Δ = 5 ms, τ = 20 ms), so an
+excitatory label needs the counts to reject, by a likelihood ratio, the same motif with its
+responses g capped at that bound; otherwise the triplet is "undetermined".
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from scipy.optimize import minimize
 from scipy.stats import chi2
 from threadpoolctl import threadpool_limits
 
-from inference.triplet_theory import mixture_patterns
+from inference.triplet_theory import mixture_patterns, release_probability_bound
 
 PAIR_MASKS = {"12": (1, 1, 0), "13": (1, 0, 1), "23": (0, 1, 1)}
 # model → (target masks of its sources, sign, dimension k of its family)
@@ -116,11 +123,13 @@ def _negll_and_grad(params, name, n):
 
 
 def fit_model(name: str, n, pi_max: float, fixed_pi: float | None = None,
-              fixed_g: float | None = None):  # fmt: skip
+              fixed_g: float | None = None, g_max: float = 1.0):  # fmt: skip
     """Constrained ML of model ``name`` on raw pattern counts ``n`` (8,).
 
     Returns (log-likelihood, params). ``fixed_pi``/``fixed_g`` pin every π_k and g_i (the
     strong-inhibition alternative); the baselines are then the only free parameters.
+    ``g_max`` caps the responses g_i (for E: the probability that a source adds a spike to
+    a bin in which the neuron would not have fired; the rebound alternative caps it).
     """
     n = np.asarray(n, dtype=np.float64)
     N = n.sum()
@@ -138,10 +147,10 @@ def fit_model(name: str, n, pi_max: float, fixed_pi: float | None = None,
         res = minimize(lambda x: -_loglik(model_patterns(name, full(x)), n), marg,
                        method="L-BFGS-B", bounds=[(EPS, 1 - EPS)] * 3)  # fmt: skip
         return -res.fun, full(res.x)
-    bounds = [(EPS, 1 - EPS)] * 3 + [(0.0, pi_max)] * K + [(0.0, 1.0)] * 3
+    bounds = [(EPS, 1 - EPS)] * 3 + [(0.0, pi_max)] * K + [(0.0, g_max)] * 3
     best = (-np.inf, None)
     # Two starts: a rare source with a strong response, a frequent one with a weak response.
-    for pi0, g0 in ((0.2 * pi_max, 0.8), (0.8 * pi_max, 0.3)):
+    for pi0, g0 in ((0.2 * pi_max, 0.8 * g_max), (0.8 * pi_max, 0.3 * g_max)):
         b0 = marg * (0.7 if sign > 0 else 1.0)
         x0 = np.concatenate([np.clip(b0, 1e-4, 1 - 1e-4), np.full(K, pi0), np.full(3, g0)])
         res = minimize(_negll_and_grad, x0, args=(name, n), jac=True, method="L-BFGS-B",
@@ -160,19 +169,25 @@ def classify_counts(n, bin_ms: float, **options) -> dict:
 
 def _classify(n, bin_ms: float, max_source_hz: float = 50.0,
                     strong_inhibition_hz: float = 20.0, confidence: float = 0.9,
-                    alpha: float = 0.01, gof_alpha: float = 1e-3) -> dict:  # fmt: skip
+                    alpha: float = 0.01, gof_alpha: float = 1e-3, tau_m_ms: float = 20.0,
+                    release_alpha: float = 1e-3) -> dict:  # fmt: skip
     """Classify one triplet from its raw pattern counts ``n`` (8,).
 
     ``max_source_hz`` caps the hidden sources' rate (π ≤ 1 − e^{−νΔ}, ≤ 1/2);
     ``confidence`` is the BIC weight a label needs; ``alpha`` the level of the test that
-    excludes strong inhibition; ``gof_alpha`` that of the best motif's goodness of fit.
+    excludes strong inhibition; ``gof_alpha`` that of the best motif's goodness of fit;
+    ``release_alpha`` that of the test excluding the inhibitory-rebound reading of an
+    excitatory motif (responses g ≤ :func:`release_probability_bound` at ``tau_m_ms``).
 
     Returns a dict: ``label`` (a motif of MOTIF_LABELS, "inhibitory or none" or
-    "undetermined": the weights are not decisive, or the best motif misfits the counts at
-    level ``gof_alpha``), ``weights`` (7,) BIC posterior weights over MOTIF_LABELS, ``pair``
-    (the pair of an "E-pair"/"I-pair" label, else ""), ``source_rate_hz`` (mean ν of the
+    "undetermined": the weights are not decisive, the best motif misfits the counts at
+    level ``gof_alpha``, or an excitatory best motif whose responses are no stronger than a
+    release from shared inhibition can produce), ``weights`` (7,) BIC posterior weights over
+    MOTIF_LABELS, ``pair`` (the pair of an "E-pair"/"I-pair" label, else ""),
+    ``source_rate_hz`` (mean ν of the
     best model's sources, −log(1 − π)/Δ), ``loglik`` (7,), ``inhibition_excluded``,
-    ``fit_p`` (goodness-of-fit p-value of the best motif; NaN for k = 7).
+    ``fit_p`` (goodness-of-fit p-value of the best motif; NaN for k = 7), ``release_p``
+    (p-value of the rebound test for an excitatory best motif, else NaN).
     """
     n = np.asarray(n, dtype=np.float64)
     N = n.sum()
@@ -207,10 +222,23 @@ def _classify(n, bin_ms: float, max_source_hz: float = 50.0,
     ll_sat = float(n[n > 0] @ np.log(n[n > 0] / N))
     deviance = max(2.0 * (ll_sat - motif_ll[best]), 0.0)
     misfit = k_best < 7 and chi2.sf(deviance, 7 - k_best) < gof_alpha
+    # Excitation or release from shared inhibition? A neuron released from a long inhibition
+    # fires in any one bin with probability ≤ g_rel (a first passage from far above
+    # threshold, spread over ≈ τ), and a slow shared silencing followed by a joint release is
+    # a shared hidden state of the three neurons just like an excitatory source. Excitation
+    # is claimed only where the counts need a source adding spikes with probability > g_rel:
+    # the best excitatory model with g ≤ g_rel is rejected by a likelihood ratio (boundary:
+    # χ²₁ is conservative).
+    release_p = np.nan
+    if best in EXCITATORY:
+        g_rel = release_probability_bound(bin_ms, tau_m_ms)
+        ll_rel = fit_model(best_variant[best], n, pi_max, g_max=g_rel)[0]
+        release_p = float(chi2.sf(max(2.0 * (motif_ll[best] - ll_rel), 0.0), 1))
     if misfit:
         label = "undetermined"
     elif best in EXCITATORY:
-        label = best if W[best] >= confidence else "undetermined"
+        strong = release_p < release_alpha
+        label = best if W[best] >= confidence and strong else "undetermined"
     elif best in INHIBITORY and W[best] >= confidence:
         label = best
     elif best == "independent" and W[best] >= confidence and excluded:
@@ -230,13 +258,16 @@ def _classify(n, bin_ms: float, max_source_hz: float = 50.0,
         "loglik": np.array([motif_ll[lab] for lab in MOTIF_LABELS]),
         "inhibition_excluded": bool(excluded),
         "fit_p": float(chi2.sf(deviance, 7 - k_best)) if k_best < 7 else np.nan,
+        "release_p": release_p,
     }
 
 
 def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
     """Add the motif variables to a :meth:`inference.TripletMap.fit` Dataset: ``motif``,
     ``motif_weight`` (triplet, candidate), ``motif_pair``, ``motif_source_rate_hz``,
-    ``inhibition_excluded``. Triplets with a silent unit get motif "" (see ``status``)."""
+    ``inhibition_excluded``, ``motif_release_p`` (the rebound test of an excitatory best
+    motif, NaN otherwise; τ from ``attrs["tau_m_ms"]``). Triplets with a silent unit get
+    motif "" (see ``status``)."""
     counts = ds.pattern_count.values
     status = ds.status.values
     T = counts.shape[0]
@@ -245,6 +276,8 @@ def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
     pair = np.full(T, "", dtype=object)
     rate = np.full(T, np.nan)
     excl = np.zeros(T, bool)
+    release_p = np.full(T, np.nan)
+    options.setdefault("tau_m_ms", float(ds.attrs.get("tau_m_ms", 20.0)))
     limit = threadpool_limits(1)
     for t in range(T):
         if status[t] == "silent_unit":
@@ -252,6 +285,7 @@ def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
         r = _classify(counts[t], ds.attrs["bin_ms"], **options)
         label[t], weights[t], pair[t] = r["label"], r["weights"], r["pair"]
         rate[t], excl[t] = r["source_rate_hz"], r["inhibition_excluded"]
+        release_p[t] = r["release_p"]
     limit.restore_original_limits()
     out = ds.assign_coords(candidate=list(MOTIF_LABELS))
     out["motif"] = ("triplet", label.astype(str))
@@ -259,4 +293,5 @@ def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
     out["motif_pair"] = ("triplet", pair.astype(str))
     out["motif_source_rate_hz"] = ("triplet", rate)
     out["inhibition_excluded"] = ("triplet", excl)
+    out["motif_release_p"] = ("triplet", release_p)
     return out

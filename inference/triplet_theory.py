@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize_scalar
 from scipy.special import dawsn, erf, erfc, erfcx
 
 from inference.triplets import CONTRAST
@@ -225,6 +225,28 @@ def mixture_patterns(pi, fire_prob) -> np.ndarray:
     # P(x | F) = Π_i r^{x_i} (1 − r)^{1 − x_i}: (…, 2^K, 8)
     px = np.prod(np.where(X == 1, r[..., None, :], 1.0 - r[..., None, :]), axis=-1)
     return (w[..., None] * px).sum(axis=-2)
+
+
+def release_probability_bound(bin_ms: float, tau_ms: float = 20.0) -> float:
+    """Largest probability that a threshold-regime neuron released from far above threshold
+    fires in any one window Δ: max over u of erf(u) − erf(u e^{−Δ/τ}).
+
+    A neuron held at X = x ≫ ℓ (after an inhibitory input, or after its own reset) has
+    survival S(t | x) = erf(x / (ℓ√(e^{2t/τ} − 1))) = erf(u) with u = (x/ℓ)e^{−t/τ} up to
+    O((ℓ/x)²) wherever S is not ≈ 1 (e^{t/τ} ≈ x/ℓ there), so the probability of its first
+    spike in [t, t + Δ] is erf(u) − erf(u e^{−Δ/τ}) whatever x, ℓ and t: the release from
+    inhibition is a first passage spread over ≈ τ, and no timing puts more than this into one
+    bin (0.120 at Δ = 5 ms, τ = 20 ms). After an inhibitory input X ≥ A, so at low rates
+    (ℓ ≤ 0.1 mV below 8 Hz, A ≥ 2 mV) the release is far above threshold. An input that adds a
+    spike to a bin with a larger probability is excitation (an immediate crossing).
+    """
+    k = np.exp(-bin_ms / tau_ms)
+    u = np.linspace(1e-3, 6.0, 6001)
+    f = erf(u) - erf(u * k)
+    i = int(np.argmax(f))
+    res = minimize_scalar(lambda v: -(erf(v) - erf(v * k)), bounds=(u[max(i - 1, 0)], u[i + 1]),
+                          method="bounded", options={"xatol": 1e-10})  # fmt: skip
+    return float(max(-res.fun, f[i]))
 
 
 def source_probability(rate_hz, bin_ms: float):

@@ -5,6 +5,8 @@ import pytest
 
 from inference import TripletMap
 from inference.triplet_motifs import (
+    EXCITATORY,
+    INHIBITORY,
     MODELS,
     MOTIF_LABELS,
     _negll_and_grad,
@@ -108,3 +110,25 @@ def test_excitatory_motifs_told_apart_at_1e5_bins():
             correct += ok
             total += 1
     assert correct / total >= 0.9
+
+
+def test_inhibitory_rebound_is_not_called_excitation():
+    """Shared inhibition of low-rate LIF neurons silences them for ≈ τ log(A/ℓ) ≫ Δ and
+    releases them together: a shared slow state that the within-bin mixture fits as a weak
+    excitatory pair (these recordings were all labelled "E-pair" before the rebound test).
+    The label must not claim excitation there, while true excitation with the same neurons,
+    amplitude and rate keeps its label (10⁵ bins each)."""
+    est = TripletMap(bin_ms=5.0, classify=True)
+    cases = [("I-all", 6.9, 2.79, [2.21, 5.09, 4.8], 1), ("I-all", 6.9, 2.79, [2.21, 5.09, 4.8], 2),
+             ("I-pairs", 4.4, 3.4, [6.58, 2.79, 2.8], 2)]  # fmt: skip
+    for motif, A, nu, base, seed in cases:
+        ds = est.fit(simulate_motif(motif, A, nu, base, 500.0, dt_ms=0.25, seed=seed))
+        label = str(ds.motif.values[0])
+        assert label in ("undetermined", "inhibitory or none", *INHIBITORY), (motif, seed, label)
+        w = ds.motif_weight.values[0]
+        if MOTIF_LABELS[int(np.argmax(w))] in EXCITATORY:  # the rebound reading fits as well
+            assert float(ds.motif_release_p[0]) > 0.01
+    for motif, base in (("E-pair", [2.21, 5.09, 4.8]), ("E-all", [6.58, 2.79, 2.8])):
+        ds = est.fit(simulate_motif(motif, 2.0, 2.79, base, 500.0, dt_ms=0.25, seed=1))
+        assert str(ds.motif.values[0]) == motif
+        assert float(ds.motif_release_p[0]) < 1e-6

@@ -180,3 +180,21 @@ def test_euler_maruyama_first_passage_small_bias(rate):
     A = np.array([-2.0, 0.0, 2.0, 5.0])
     sim = probe_rbar(n, A, 5.0, n_probes=20000, dt_ms=0.01, method="euler", seed=3)
     np.testing.assert_allclose(sim, n.rbar(A, 5.0), atol=0.012)
+
+
+def test_release_probability_bound():
+    """A neuron released from far above threshold puts at most release_probability_bound into
+    one bin (exact survival S(t | x), x ≫ ℓ, every bin start t), and the bound is attained;
+    excitation of 2 mV at low rates adds far more."""
+    b = TT.release_probability_bound(5.0, 20.0)
+    assert 0.119 < b < 0.121
+    for rate in (3.0, 6.0):
+        n = TT.ThresholdLIF.from_rate(rate)
+        for x in (2.0, 9.0):
+            t = np.linspace(0.0, 800.0, 160001)
+            S = n.survival(t, x)
+            per_bin = S[:-1000] - S[1000:]  # windows of 5 ms (dt = 0.005 ms)
+            assert per_bin.max() <= b * (1.0 + (n.ell_mv / x) ** 2)  # bound up to O((ℓ/x)²)
+            assert per_bin.max() > b - 2e-3
+        assert n.rbar(2.0, 5.0) > 3 * b
+    assert TT.release_probability_bound(2.0, 20.0) < b < TT.release_probability_bound(10.0, 20.0)
