@@ -36,7 +36,7 @@ import yaml
 from _results import report
 
 from enkf import driver
-from enkf.driver.report import posterior
+from enkf.driver.report import directions, posterior
 from enkf.run_config import load_run_config
 
 HERE = Path(__file__).resolve().parent
@@ -126,6 +126,13 @@ def recovery(seeds) -> dict:
                 for i, n in enumerate(s["names"])
             ],
             "corr": s["corr"].round(3).tolist(),
+            # The combinations the data identify, most constrained first (transformed space).
+            "directions": [
+                {"coef": d["coef"].round(3).tolist(), "sd_ratio": d["sd_ratio"],
+                 "post_mean": d["post_mean"], "post_sd": d["post_sd"], "truth": d["truth"],
+                 "factor_err_pct": float(100 * np.expm1(d["post_mean"] - d["truth"]))}
+                for d in directions(s)
+            ],
         })  # fmt: skip
     return {"config": str(QUICKSTART.relative_to(HERE.parent)), "runs": runs}
 

@@ -208,7 +208,7 @@ def create(path: Path, ds: xr.Dataset, static: dict) -> RunStore:
     ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding=enc)
     (path / "checkpoint").mkdir()
     zarr.open_group(path / "checkpoint", mode="w", zarr_format=3).attrs["about"] = (
-        "member states for a restart: slot{k mod 2}/m<member>.npz hold the state at the "
+        "member states for a restart: slot{k mod 2}/m<member>.state hold the state at the "
         "start of cycle k"
     )
     store = RunStore(path)
