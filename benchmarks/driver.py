@@ -53,7 +53,7 @@ def _config(**asm):
     return cfg, yaml.safe_dump(data, sort_keys=False)
 
 
-def overhead(members, cycles: int, workers) -> dict:
+def overhead(members, cycles: int, workers, per_task="auto") -> dict:
     from distributed import Client, LocalCluster
 
     rows = []
@@ -61,7 +61,8 @@ def overhead(members, cycles: int, workers) -> dict:
         with LocalCluster(n_workers=W, threads_per_worker=1, processes=True,
                           dashboard_address=":0", silence_logs=logging.ERROR) as cl, Client(cl) as c:  # fmt: skip
             for M in members if W == max(workers) else [100]:
-                cfg, text = _config(members=M, cycles=cycles, window_s=1.0, start_s=1.0)
+                cfg, text = _config(members=M, cycles=cycles, window_s=1.0, start_s=1.0,
+                                    members_per_task=per_task)  # fmt: skip
                 with tempfile.TemporaryDirectory() as tmp:
                     t0 = time.perf_counter()
                     driver.start((cfg, text), out=Path(tmp) / "run.zarr", client=c, progress=None)
@@ -144,16 +145,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--cycles", type=int, default=6)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--per-task", default="auto", help="members per task (default auto)")
     args = ap.parse_args()
     if args.mode == "overhead":
-        out = overhead(args.members, args.cycles, sorted(args.workers))
+        per = args.per_task if args.per_task == "auto" else int(args.per_task)
+        out = overhead(args.members, args.cycles, sorted(args.workers), per)
         head = f"{'members':>8}{'workers':>8}{'cycle s':>9}{'forecast':>10}{'state io':>10}{'sched+wait':>11}{'analysis':>10}{'drv io':>8}{'outside %':>10}"
         print(head)
         for r in out["rows"]:
             print(f"{r['members']:>8}{r['workers']:>8}{r['cycle_s']:>9.2f}{r['member_forecast_s']:>10.2f}"
                   f"{r['task_state_io_s']:>10.3f}{r['scheduling_transfer_wait_s']:>11.3f}"
                   f"{r['analysis_s']:>10.3f}{r['driver_io_s']:>8.3f}{100 * r['overhead_fraction']:>10.1f}")  # fmt: skip
-        report("driver_overhead", {"rows": len(out["rows"]), **{k: v for k, v in out.items()}})
+        name = "driver_overhead" if per == "auto" else f"driver_overhead_per{per}"
+        report(name, {"members_per_task": per, **out})
     else:
         out = recovery(args.seeds)
         for run in out["runs"]:

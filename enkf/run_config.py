@@ -215,8 +215,10 @@ class AssimilationSection(Strict):
     localization: LocalizationSpec | None = None
     seed: int = 0
     members_per_task: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    """auto: members / (4 · workers), rounded up: about four tasks per worker, which
-    balances members of different cost across workers and keeps a lost task small."""
+    """auto: members / (8 · workers), rounded up: about eight tasks per worker, so that
+    members of different cost even out across workers (benchmarks/driver.py: the idle
+    tail of the last tasks fell from 7 % to 2 % of a cycle going from four to eight) while
+    each task still runs for a good fraction of a second or more."""
     nonfinite: Literal["error", "replace"] = "error"
     """A member whose state or predictions are not finite: stop the run (error), or give it
     the state and parameters of a finite member drawn with the run's seed (replace)."""
