@@ -166,7 +166,8 @@ def predicted_recall(ds_full, truth, rates_hz, minutes) -> dict:
     """Fraction of true links the recording-time formula says are detectable at each length.
 
     Each true link's effect size is GLMCC's J on the full recording; its required time is
-    ``required_recording_time_s(rate_pre, rate_post, psp_mv(J))`` (Wald threshold).
+    ``required_recording_time_s(rate_pre, rate_post, psp_mv(J), include_data_rule=True)``
+    (the Wald threshold, and τ c̄ > 10 for the pair to be tested at all).
     """
     out = {}
     for sign, true in (("E", truth > 0), ("I", truth < 0)):
@@ -175,7 +176,7 @@ def predicted_recall(ds_full, truth, rates_hz, minutes) -> dict:
         right = np.sign(J) == (1 if sign == "E" else -1)
         T = np.full(i.size, np.inf)
         T[right] = required_recording_time_s(rates_hz[i[right]], rates_hz[j[right]],
-                                             psp_mv(J[right]))  # fmt: skip
+                                             psp_mv(J[right]), include_data_rule=True)  # fmt: skip
         out[sign] = [float((T <= m * 60).mean()) for m in minutes]
     return out
 
