@@ -2,7 +2,8 @@
 as SLURM jobs; one job is cancelled in the middle of the run; the results must be those
 of the LocalCluster run of the same config, bit for bit.
 
-Marked ``cluster`` and skipped where ``sbatch`` is absent; ``.ci/run`` brings up a
+Marked ``cluster`` (left out of the default suite, ``pytest -m cluster`` runs them) and
+skipped where ``sbatch`` is absent or no controller answers; ``.ci/run`` brings up a
 single-node SLURM (../shared/ci/slurm) and runs them.
 """
 
@@ -15,9 +16,17 @@ import uuid
 import pytest
 from driver_helpers import TWIN, assert_identical, config, results, spikeda, write_config
 
+
+def _slurm_up() -> bool:
+    if shutil.which("sbatch") is None:
+        return False
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    return ping.returncode == 0 and "UP" in ping.stdout
+
+
 pytestmark = [
     pytest.mark.cluster,
-    pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs SLURM (sbatch on PATH)"),
+    pytest.mark.skipif(not _slurm_up(), reason="needs a running SLURM (sbatch, scontrol ping UP)"),
 ]
 
 
