@@ -53,7 +53,8 @@ def test_slurm_run_with_a_cancelled_worker_job_matches_local(tmp_path):
         "assimilation.cycles": 6,
         "assimilation.window_s": 1.0,
         "cluster.jobqueue": {"queue": "debug", "walltime": "00:15:00", "interface": "lo",
-                             "job_name": name, "memory": "1GB"},
+                             "job_name": name, "memory": "1GB",
+                             "log_directory": str(tmp_path / "slurm-logs")},
     })  # fmt: skip
     path = write_config(tmp_path / "run.yaml", cfg)
     local = spikeda("run", path, "--out", tmp_path / "local.zarr", "--cluster", "local")
