@@ -112,36 +112,63 @@ def _ingest(args) -> int:
     return 0
 
 
-def _glmcc(args) -> int:
+def _estimator_input(obs: Path, out: Path, purpose: str):
+    """The spike trains of observation store ``obs`` for an estimator whose result goes to
+    the new path ``out`` (refused if it exists, before any work)."""
+    from observations import open_store
+
+    store = open_store(obs)
+    if store.spikes is None:
+        raise ConfigError(f"{obs}: has no spikes/ to {purpose}")
+    if out.exists():
+        raise ConfigError(f"{out}: exists already; choose a new output path")
+    return store.spikes
+
+
+def _write_result(ds, out: Path, source: Path) -> None:
+    """Write a result Dataset to ``out`` atomically: a crash leaves no half-written store."""
     import os
     import shutil
+
+    ds.attrs["source_store"] = str(source)
+    tmp = out.with_name(f".{out.name}.incomplete-{os.getpid()}")
+    try:
+        ds.to_zarr(tmp, mode="w-", consolidated=False)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unit_positions(items, spikes, n: int, flag: str, shape: str) -> list[list[int]]:
+    """``--pairs``/``--triplets`` items of ``n`` comma-separated unit ids → positions."""
+    index = {int(u): k for k, u in enumerate(spikes.unit_ids)}
+    out = []
+    for item in items:
+        try:
+            ids = [int(x) for x in item.split(",")]
+            if len(ids) != n:
+                raise ValueError
+            out.append([index[u] for u in ids])
+        except (ValueError, KeyError):
+            raise ConfigError(f"{flag} {item!r}: expected {shape} of the store") from None
+    return out
+
+
+def _glmcc(args) -> int:
     import time
 
     import numpy as np
 
     from inference import GLMCC
-    from observations import open_store
 
-    store = open_store(args.obs)
-    if store.spikes is None:
-        raise ConfigError(f"{args.obs}: has no spikes/ to estimate connections from")
-    spikes = store.spikes
-    if args.out.exists():
-        raise ConfigError(f"{args.out}: exists already; choose a new output path")
+    spikes = _estimator_input(args.obs, args.out, "estimate connections from")
     delay = "scan" if args.delay_ms == "scan" else float(args.delay_ms)
     est = GLMCC(delay_ms=delay, test=args.test)
-    pairs = None
-    if args.pairs:
-        index = {int(u): k for k, u in enumerate(spikes.unit_ids)}
-        pairs = []
-        for item in args.pairs:
-            try:
-                a, b = (int(x) for x in item.split(","))
-                pairs.append((index[a], index[b]))
-            except (ValueError, KeyError):
-                raise ConfigError(
-                    f"--pairs {item!r}: expected PRE,POST unit ids of the store"
-                ) from None
+    pairs = (
+        _unit_positions(args.pairs, spikes, 2, "--pairs", "PRE,POST unit ids")
+        if args.pairs
+        else None
+    )
     t0 = time.perf_counter()
 
     def progress(done, total):
@@ -150,13 +177,7 @@ def _glmcc(args) -> int:
 
     ds = est.fit(spikes, pairs=pairs, progress=progress)
     wall = time.perf_counter() - t0
-    ds.attrs["source_store"] = str(args.obs)
-    tmp = args.out.with_name(f".{args.out.name}.incomplete-{os.getpid()}")
-    try:
-        ds.to_zarr(tmp, mode="w-", consolidated=False)
-        os.replace(tmp, args.out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _write_result(ds, args.out, args.obs)
     sig = ds.significant.values
     J = np.nan_to_num(ds.J.values)
     tested = int((ds.status.values == "ok").sum())
@@ -169,47 +190,23 @@ def _glmcc(args) -> int:
 
 
 def _triplets(args) -> int:
-    import os
-    import shutil
     import time
 
     import numpy as np
 
     from inference import TripletMap
-    from observations import open_store
 
-    store = open_store(args.obs)
-    if store.spikes is None:
-        raise ConfigError(f"{args.obs}: has no spikes/ to estimate triplet interactions from")
-    spikes = store.spikes
-    if args.out.exists():
-        raise ConfigError(f"{args.out}: exists already; choose a new output path")
+    spikes = _estimator_input(args.obs, args.out, "estimate triplet interactions from")
     classify = {"auto": "auto", "yes": True, "no": False}[args.classify]
     est = TripletMap(bin_ms=args.bin_ms, pseudo_count=args.pseudo_count, n_boot=args.n_boot,
                      classify=classify)  # fmt: skip
     triplets = None
     if args.triplets:
-        index = {int(u): k for k, u in enumerate(spikes.unit_ids)}
-        triplets = []
-        for item in args.triplets:
-            try:
-                triplets.append([index[int(x)] for x in item.split(",")])
-                if len(triplets[-1]) != 3:
-                    raise ValueError
-            except (ValueError, KeyError):
-                raise ConfigError(
-                    f"--triplets {item!r}: expected three unit ids of the store, A,B,C"
-                ) from None
+        triplets = _unit_positions(args.triplets, spikes, 3, "--triplets", "three unit ids (A,B,C)")
     t0 = time.perf_counter()
     ds = est.fit(spikes, triplets=triplets)
     wall = time.perf_counter() - t0
-    ds.attrs["source_store"] = str(args.obs)
-    tmp = args.out.with_name(f".{args.out.name}.incomplete-{os.getpid()}")
-    try:
-        ds.to_zarr(tmp, mode="w-", consolidated=False)
-        os.replace(tmp, args.out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _write_result(ds, args.out, args.obs)
     n = ds.sizes["triplet"]
     sig = int(ds.significant.values.sum())
     motifs = ""
