@@ -227,3 +227,21 @@ def test_member_state_files_round_trip_exactly(tmp_path, network):
     a1, r1 = advance(network, params, state, 0.3, 0.5, 5)
     a2, r2 = advance(network, params, state2, 0.3, 0.5, 5)
     assert np.array_equal(r1.times_s, r2.times_s) and np.array_equal(a1.v_mv, a2.v_mv)
+
+
+def test_poisson_rate_targets_set_each_population_rate():
+    """A poisson_rate_hz parameter sets the source rate of the named population only; the
+    other population and the weight scales stay as the spec has them."""
+    spec = {**NETWORK, "populations": [
+        {**NETWORK["populations"][0], "drive": {"poisson": {"rate_hz": 5.0, "weight": 1.0, "n_sources": 50}}},
+        {**NETWORK["populations"][1], "drive": {"poisson": {"rate_hz": 5.0, "weight": 1.0, "n_sources": 50}}},
+    ]}  # fmt: skip
+    net = build_network(spec, seed=2)
+    P = ParameterSet(
+        [ParameterSpec(name="nu_E", poisson_rate_hz="E", prior={"mean": 5.0, "sd": 1.0})], net
+    )
+    mp = P.member_params(np.array([[8.0], [2.0]]))
+    E, I = net.pop_names.index("E"), net.pop_names.index("I")
+    assert np.array_equal(mp.poisson_rate_hz[:, E], [8.0, 2.0])
+    assert np.array_equal(mp.poisson_rate_hz[:, I], [5.0, 5.0])
+    assert np.array_equal(mp.weight_scale, np.ones_like(mp.weight_scale))
