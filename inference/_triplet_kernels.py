@@ -154,45 +154,12 @@ def _merge3_step(bins, p, e):
     return bins[p] if p < e else np.iinfo(np.int64).max
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def merge_counts(bins, boffs, triplets):
     """(T, 7) counts like gather_counts, by a three-way merge of the units' active-bin lists:
-    O(active bins of the three units) per triplet, for a few triplets among many units."""
-    T = triplets.shape[0]
-    out = np.zeros((T, 7), np.int64)
-    big = np.iinfo(np.int64).max
-    for t in prange(T):
-        u0 = triplets[t, 0]
-        u1 = triplets[t, 1]
-        u2 = triplets[t, 2]
-        p0, e0 = boffs[u0], boffs[u0 + 1]
-        p1, e1 = boffs[u1], boffs[u1 + 1]
-        p2, e2 = boffs[u2], boffs[u2 + 1]
-        out[t, 0] = e0 - p0
-        out[t, 1] = e1 - p1
-        out[t, 2] = e2 - p2
-        while True:
-            b0 = _merge3_step(bins, p0, e0)
-            b1 = _merge3_step(bins, p1, e1)
-            b2 = _merge3_step(bins, p2, e2)
-            b = min(b0, min(b1, b2))
-            if b == big:
-                break
-            x0 = b0 == b
-            x1 = b1 == b
-            x2 = b2 == b
-            if x0 and x1:
-                out[t, 3] += 1
-            if x0 and x2:
-                out[t, 4] += 1
-            if x1 and x2:
-                out[t, 5] += 1
-            if x0 and x1 and x2:
-                out[t, 6] += 1
-            p0 += x0
-            p1 += x1
-            p2 += x2
-    return out
+    O(active bins of the three units) per triplet, for a few triplets among many units.
+    (The block bootstrap's kernel with one block spanning every bin.)"""
+    whole = np.iinfo(np.int64).max
+    return block_counts(bins, boffs, np.asarray(triplets), whole, 1)[:, 0, :].astype(np.int64)
 
 
 @njit(cache=True, nogil=True, parallel=True)
