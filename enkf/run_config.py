@@ -35,7 +35,12 @@ Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
 #: The unit of each kind of parameter target, as it appears in run.zarr.
-TARGET_UNITS = {"weight_scale": "1", "poisson_rate_hz": "Hz", "bias_pa": "pA"}
+TARGET_UNITS = {
+    "weight_scale": "1",
+    "weight_factor": "1",
+    "poisson_rate_hz": "Hz",
+    "bias_pa": "pA",
+}
 
 
 class NetworkSection(Strict):
@@ -59,9 +64,14 @@ class Prior(Strict):
 
 
 class ParameterSpec(Strict):
-    """One estimated parameter: exactly one of the three targets.
+    """One estimated parameter: exactly one of the targets.
 
     ``weight_scale: [pre, post]`` scales every synapse from population pre to post;
+    ``weight_factor: [[pre, post], ...]`` multiplies the weight scale of each pair listed;
+    factors on the same pair multiply (with each other and with a ``weight_scale``), so
+    parameters can be the coordinates neuroscientists use: an input gain per postsynaptic
+    population (``[[E, E], [I, E]]``) times a relative inhibition (``[[I, E]]``) gives
+    w_EE = gain and w_IE = gain · ratio;
     ``poisson_rate_hz: POP`` (or a list) is the rate of each Poisson source of the drive;
     ``bias_pa: POP`` (or a list) shifts the DC bias of every neuron of the population so
     that the population's mean bias equals the parameter (heterogeneity is kept).
@@ -69,6 +79,7 @@ class ParameterSpec(Strict):
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     weight_scale: tuple[str, str] | None = None
+    weight_factor: Annotated[list[tuple[str, str]], Field(min_length=1)] | None = None
     poisson_rate_hz: str | list[str] | None = None
     bias_pa: str | list[str] | None = None
     transform: Literal["identity", "log", "logit"] = "log"
@@ -105,8 +116,11 @@ class ParameterSpec(Strict):
         return TARGET_UNITS[self.kind]
 
     def populations(self) -> list[str]:
-        """The populations the target names (pre, post for a weight scale)."""
+        """The populations the target names (pre, post for a weight scale; pre, post of
+        each pair in turn for a weight factor)."""
         value = getattr(self, self.kind)
+        if self.kind == "weight_factor":
+            return [name for pair in value for name in pair]
         return [value] if isinstance(value, str) else list(value)
 
 

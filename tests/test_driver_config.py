@@ -245,3 +245,42 @@ def test_poisson_rate_targets_set_each_population_rate():
     assert np.array_equal(mp.poisson_rate_hz[:, E], [8.0, 2.0])
     assert np.array_equal(mp.poisson_rate_hz[:, I], [5.0, 5.0])
     assert np.array_equal(mp.weight_scale, np.ones_like(mp.weight_scale))
+
+
+def test_weight_factors_equal_the_equivalent_weight_scales(network):
+    """Gains and E/I ratios per postsynaptic population (weight_factor; factors on one pair
+    multiply) give members the same MemberParams as the weight scales they stand for:
+    w_EE = g_E, w_IE = g_E·r_E, w_EI = g_I, w_II = g_I·r_I."""
+    prior = {"mean": 1.0, "sd": 0.2}
+    by_factor = ParameterSet([
+        ParameterSpec(name="g_E", weight_factor=[["E", "E"], ["I", "E"]], prior=prior),
+        ParameterSpec(name="r_E", weight_factor=[["I", "E"]], prior=prior),
+        ParameterSpec(name="g_I", weight_factor=[["E", "I"], ["I", "I"]], prior=prior),
+        ParameterSpec(name="r_I", weight_factor=[["I", "I"]], prior=prior),
+        ParameterSpec(name="drive_pa", bias_pa=["E", "I"], prior={"mean": 180.0, "sd": 30.0}),
+    ], network)  # fmt: skip
+    by_scale = ParameterSet([
+        ParameterSpec(name=f"w_{a}{b}", weight_scale=[a, b], prior=prior)
+        for a, b in (("E", "E"), ("I", "E"), ("E", "I"), ("I", "I"))
+    ] + [ParameterSpec(name="drive_pa", bias_pa=["E", "I"], prior={"mean": 180.0, "sd": 30.0})],
+        network)  # fmt: skip
+    theta = by_factor.sample_prior(7, np.random.default_rng(3))
+    g_E, r_E, g_I, r_I, drive = theta.T
+    mp1 = by_factor.member_params(theta)
+    mp2 = by_scale.member_params(np.column_stack([g_E, g_E * r_E, g_I, g_I * r_I, drive]))
+    assert np.allclose(mp1.weight_scale, mp2.weight_scale, rtol=1e-15, atol=0)
+    assert np.array_equal(mp1.bias_pa, mp2.bias_pa)
+    assert np.array_equal(mp1.poisson_rate_hz, mp2.poisson_rate_hz)
+    E, I = network.pop_names.index("E"), network.pop_names.index("I")
+    assert np.allclose(mp1.weight_scale[:, I, E] / mp1.weight_scale[:, E, E], r_E)
+    # A factor on a pair that a weight scale also sets multiplies it (order does not matter).
+    both = ParameterSet([
+        ParameterSpec(name="J", weight_factor=[["E", "E"]], prior=prior),
+        ParameterSpec(name="w_EE", weight_scale=["E", "E"], prior=prior),
+    ], network)  # fmt: skip
+    assert both.member_params(np.array([[1.5, 0.8]])).weight_scale[0, E, E] == pytest.approx(1.2)
+    with pytest.raises(ConfigError, match="names a population pair twice"):
+        ParameterSet([ParameterSpec(name="g", weight_factor=[["E", "E"], ["E", "E"]], prior=prior)],
+                     network)  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown population 'X'"):
+        ParameterSet([ParameterSpec(name="g", weight_factor=[["E", "X"]], prior=prior)], network)

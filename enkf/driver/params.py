@@ -58,14 +58,24 @@ class ParameterSet:
                     raise ConfigError(
                         f"{where}: population {silent[0]} has no Poisson drive in the network spec"
                     )
-            keys = (
-                [(p.kind, tuple(idx))] if p.kind == "weight_scale" else [(p.kind, k) for k in idx]
-            )
-            for key in keys:
-                if key in seen:
-                    raise ConfigError(f"{where}: sets the same target as {seen[key]}")
-                seen[key] = where
-            self._targets.append((p.kind, idx))
+            if p.kind == "weight_factor":
+                # factors multiply, so several parameters may name one pair; one may not
+                # name it twice
+                pairs = list(zip(idx[::2], idx[1::2], strict=True))
+                if len(set(pairs)) < len(pairs):
+                    raise ConfigError(f"{where}: names a population pair twice")
+                self._targets.append((p.kind, pairs))
+            else:
+                keys = (
+                    [(p.kind, tuple(idx))]
+                    if p.kind == "weight_scale"
+                    else [(p.kind, k) for k in idx]
+                )
+                for key in keys:
+                    if key in seen:
+                        raise ConfigError(f"{where}: sets the same target as {seen[key]}")
+                    seen[key] = where
+                self._targets.append((p.kind, idx))
             if p.transform == "log":
                 self.transforms.append(Log())
             elif p.transform == "logit":
@@ -136,7 +146,8 @@ class ParameterSet:
     # -- to the model -------------------------------------------------------------------------
     def member_params(self, theta) -> MemberParams:
         """MemberParams for the members whose physical parameters are the rows of ``theta``;
-        everything not estimated stays as the network spec has it."""
+        everything not estimated stays as the network spec has it. Weight factors multiply
+        the pair's scale after the weight scales are set."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         M = theta.shape[0]
         net = self.network
@@ -148,8 +159,12 @@ class ParameterSet:
                 ws[:, idx[0], idx[1]] = theta[:, i]
             elif kind == "poisson_rate_hz":
                 rate[:, idx] = theta[:, i : i + 1]
-            else:
+            elif kind == "bias_pa":
                 for k in idx:
                     sl = net.population(net.pop_names[k])
                     bias[:, sl] += (theta[:, i] - self._pop_bias[k])[:, None]
+        for i, (kind, pairs) in enumerate(self._targets):
+            if kind == "weight_factor":
+                for pre, post in pairs:
+                    ws[:, pre, post] *= theta[:, i]
         return MemberParams(ws, rate, bias)
