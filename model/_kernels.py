@@ -82,6 +82,8 @@ def member_run(
     dec_e, dec_i, half_e, half_i, e_e, e_i,
     lam, pw, ou_mean, ou_dec, ou_noise,
     bias, scale,
+    msyn_ptr, msyn_post, msyn_delay, msyn_exc, msyn_w,
+    src_ptr, src_post, src_p, src_w,
     v, u, ge, gi, iou, ref, buf_e, buf_i,
     rec_pos, spike_step, spike_neuron, pop_counts, bin_steps,
 ):  # fmt: skip
@@ -90,9 +92,9 @@ def member_run(
     Returns the number of recorded spikes, or −1 when ``spike_step`` is too short (the
     caller then retries from the same state with more room).
 
-    Order within a step: synaptic arrivals (ring-buffer slot ``step mod D``), Poisson and
-    OU drive, membrane update, threshold and reset, then the spikes are sent along their
-    synapses. Each phase is its own loop over neurons, without branches on the model, so
+    Order within a step: synaptic arrivals (ring-buffer slot ``step mod D``), Poisson drive,
+    hidden sources and OU drive, membrane update, threshold and reset, then the spikes are sent along their
+    synapses (the spec's, then the member synapses). Each phase is its own loop over neurons, without branches on the model, so
     that the compiler can vectorise the arithmetic. Synaptic variables ``ge``/``gi`` hold
     magnitudes (nS for COBA, pA for CUBA, input units for Izhikevich); the sign or the
     reversal potential is applied here, by Dale's law.
@@ -104,6 +106,7 @@ def member_run(
     cap = spike_step.shape[0]
     any_poisson = (lam > 0.0).any()
     any_ou = (ou_noise > 0.0).any() or (ou_mean != 0.0).any()
+    n_src = src_p.shape[0]
     # Per-neuron constants of the membrane update, hoisted out of the time loop.
     i_dc = bias.copy()
     if model == LIF_COBA:
@@ -126,6 +129,12 @@ def member_run(
                 p = pop_of[j]
                 if lam[p] > 0.0:
                     ge[j] += poisson(lam[p], key, step, j) * pw[p]
+        # Hidden sources: one Bernoulli(rate·dt) draw per source and step, delivered to all
+        # its targets at once (neuron index n + s keeps their stream apart from the neurons').
+        for s_ in range(n_src):
+            if src_p[s_] > 0.0 and uniform(key, step, n + s_, 0) < src_p[s_]:
+                for k in range(src_ptr[s_], src_ptr[s_ + 1]):
+                    ge[src_post[k]] += src_w[s_]
         if any_ou:
             for j in range(n):
                 p = pop_of[j]
@@ -216,6 +225,14 @@ def member_run(
                 if target >= D:
                     target -= D
                 buf[target, j] += syn_w[k] * sc[pop_of[j]]
+            for k in range(msyn_ptr[i], msyn_ptr[i + 1]):
+                target = base + msyn_delay[k]
+                if target >= D:
+                    target -= D
+                if msyn_exc[k]:
+                    buf_e[target, msyn_post[k]] += msyn_w[k]
+                else:
+                    buf_i[target, msyn_post[k]] += msyn_w[k]
     return count
 
 
@@ -226,13 +243,16 @@ def batch_run(
     dec_e, dec_i, half_e, half_i, e_e, e_i,
     lam, pw, ou_mean, ou_dec, ou_noise,
     bias, scale,
+    msyn_ptr, msyn_post, msyn_delay, msyn_exc, msyn_w,
+    src_ptr, src_post, src_p, src_w,
     v, u, ge, gi, iou, ref, buf_e, buf_i,
     rec_pos, spike_step, spike_neuron, pop_counts, bin_steps, counts,
 ):  # fmt: skip
     """:func:`member_run` for every member (first axis of the state arrays), in parallel.
 
     The structure (CSR, parameters) is shared; per-member arrays: ``keys`` (M,), ``lam``
-    (M, n_pop), ``bias`` (M, n), ``scale`` (M, n_pop, n_pop), the state, the spike buffers
+    (M, n_pop), ``bias`` (M, n), ``scale`` (M, n_pop, n_pop), ``msyn_w`` (M, k), ``src_p``
+    (M, n_src: source rate × dt) and ``src_w`` (M, n_src), the state, the spike buffers
     (M, cap) and ``pop_counts`` (M, n_bins, n_pop). ``counts`` (M,) receives the results.
     """
     for m in prange(keys.shape[0]):
@@ -242,6 +262,8 @@ def batch_run(
             dec_e, dec_i, half_e, half_i, e_e, e_i,
             lam[m], pw, ou_mean, ou_dec, ou_noise,
             bias[m], scale[m],
+            msyn_ptr, msyn_post, msyn_delay, msyn_exc, msyn_w[m],
+            src_ptr, src_post, src_p[m], src_w[m],
             v[m], u[m], ge[m], gi[m], iou[m], ref[m], buf_e[m], buf_i[m],
             rec_pos, spike_step[m], spike_neuron[m], pop_counts[m], bin_steps,
         )  # fmt: skip

@@ -60,6 +60,15 @@ class Network:
     ou_mean_pa, ou_sd_pa, ou_tau_ms : (n_pop,) float64
     recorded : (n_rec,) int64
         Neurons whose spikes ``advance`` returns.
+    msyn_ptr : (n+1,) int64; msyn_post : (k,) int32; msyn_delay : (k,) uint16;
+    msyn_excitatory : (k,) bool
+        Member synapses (CSR by presynaptic neuron): synapses whose weights differ from
+        member to member (``MemberParams.synapse_weight``, not scaled by ``weight_scale``),
+        each with its own sign. Empty unless :func:`model.overlay.with_member_synapses`
+        added them (the connectivity constraints of a run).
+    src_ptr : (n_src+1,) int64; src_post : int32
+        Hidden excitatory sources: Poisson spike trains shared by their targets
+        ``src_post[src_ptr[s]:src_ptr[s+1]]`` (common input); rates and weights per member.
     fingerprint : str
         Hash of the structure; a member state remembers it, so that a state cannot be
         advanced with another network.
@@ -87,6 +96,16 @@ class Network:
     ou_tau_ms: np.ndarray
     recorded: np.ndarray
     fingerprint: str = field(default="")
+    msyn_ptr: np.ndarray = field(default=None)
+    msyn_post: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    msyn_delay: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint16))
+    msyn_excitatory: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    src_ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    src_post: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+
+    def __post_init__(self):
+        if self.msyn_ptr is None:  # no member synapses: every neuron's range is empty
+            object.__setattr__(self, "msyn_ptr", np.zeros(int(self.pop_ptr[-1]) + 1, np.int64))
 
     @property
     def n(self) -> int:
@@ -102,7 +121,15 @@ class Network:
 
     @property
     def max_delay_steps(self) -> int:
-        return int(self.syn_delay.max()) if self.syn_delay.size else 0
+        return max(int(self.syn_delay.max(initial=0)), int(self.msyn_delay.max(initial=0)))
+
+    @property
+    def n_member_synapses(self) -> int:
+        return int(self.msyn_post.size)
+
+    @property
+    def n_sources(self) -> int:
+        return int(self.src_ptr.size - 1)
 
     @property
     def synapse_bytes(self) -> int:
@@ -384,6 +411,10 @@ def _arrays(net: Network):
         net.recorded,
     )
     yield from net.neuron.values()
+    # Empty for a network built from a spec, so that they leave its fingerprint unchanged.
+    yield from (net.msyn_post, net.msyn_delay, net.msyn_excitatory, net.src_post)
+    if net.msyn_post.size or net.src_post.size:
+        yield from (net.msyn_ptr, net.src_ptr)
 
 
 def _fingerprint(net: Network) -> str:

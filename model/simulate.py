@@ -137,6 +137,9 @@ def _check(
         "weight_scale": (M, network.n_pop, network.n_pop),
         "poisson_rate_hz": (M, network.n_pop),
         "bias_pa": (M, network.n),
+        "synapse_weight": (M, network.n_member_synapses),
+        "source_rate_hz": (M, network.n_sources),
+        "source_weight": (M, network.n_sources),
     }
     for name, shape in shapes.items():
         arr = getattr(params, name)
@@ -147,8 +150,9 @@ def _check(
             raise ValueError(
                 f"params.{name} is not finite at member {bad[0]}, index {tuple(bad[1:])}"
             )
-    if (params.weight_scale < 0).any() or (params.poisson_rate_hz < 0).any():
-        raise ValueError("params.weight_scale and params.poisson_rate_hz must be ≥ 0")
+    for name in ("weight_scale", "poisson_rate_hz", "synapse_weight", "source_rate_hz", "source_weight"):
+        if (getattr(params, name) < 0).any():
+            raise ValueError(f"params.{name} must be ≥ 0")
     dt = network.dt_s
     if abs(t0_s - state.step * dt) > 1e-6 * dt + 1e-12:
         raise ValueError(
@@ -211,6 +215,11 @@ def advance(
             np.ascontiguousarray(lam), network.poisson_weight, network.ou_mean_pa, c["ou_dec"], c["ou_noise"],
             np.ascontiguousarray(params.bias_pa, dtype=np.float64),
             np.ascontiguousarray(params.weight_scale, dtype=np.float64),
+            network.msyn_ptr, network.msyn_post, network.msyn_delay, network.msyn_excitatory,
+            np.ascontiguousarray(params.synapse_weight, dtype=np.float64),
+            network.src_ptr, network.src_post,
+            np.ascontiguousarray(params.source_rate_hz * network.dt_s, dtype=np.float64),
+            np.ascontiguousarray(params.source_weight, dtype=np.float64),
             work.v_mv, work.u, work.g_e, work.g_i, work.i_ou_pa, work.refractory, work.buf_e, work.buf_i,
             c["rec_pos"], spike_step, spike_neuron, pop_counts, bin_steps, counts,
         )  # fmt: skip

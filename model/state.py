@@ -28,11 +28,28 @@ class MemberParams:
         Rate of each Poisson source of a population's drive.
     bias_pa : (M, n) float64
         DC bias current of every neuron (input units for Izhikevich neurons).
+    synapse_weight : (M, k) float64
+        Magnitudes of the network's member synapses (``Network.msyn_*``, CSR order), in
+        the units of ``syn_weight``; not scaled by ``weight_scale``. Default: zeros.
+    source_rate_hz : (M, n_src) float64
+        Rates of the network's hidden sources. Default: zeros (silent).
+    source_weight : (M, n_src) float64
+        Weight each hidden source's spike adds to its targets' excitatory synapses (units
+        of ``syn_weight``). Default: zeros.
     """
 
     weight_scale: np.ndarray
     poisson_rate_hz: np.ndarray
     bias_pa: np.ndarray
+    synapse_weight: np.ndarray | None = None
+    source_rate_hz: np.ndarray | None = None
+    source_weight: np.ndarray | None = None
+
+    def __post_init__(self):
+        M = self.weight_scale.shape[0]
+        for name in ("synapse_weight", "source_rate_hz", "source_weight"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros((M, 0)))
 
     @property
     def n_members(self) -> int:
@@ -45,12 +62,16 @@ class MemberParams:
 
 
 def default_params(network: Network, n_members: int) -> MemberParams:
-    """Parameters that reproduce the spec: unit weight scales, the spec's rates and biases."""
+    """Parameters that reproduce the spec: unit weight scales, the spec's rates and biases
+    (member synapses and hidden sources, if the network has any, at zero)."""
     M = int(n_members)
     return MemberParams(
         weight_scale=np.ones((M, network.n_pop, network.n_pop)),
         poisson_rate_hz=np.tile(network.poisson_rate_hz, (M, 1)),
         bias_pa=np.tile(network.bias_pa, (M, 1)),
+        synapse_weight=np.zeros((M, network.n_member_synapses)),
+        source_rate_hz=np.zeros((M, network.n_sources)),
+        source_weight=np.zeros((M, network.n_sources)),
     )
 
 

@@ -1,0 +1,130 @@
+"""Member synapses and hidden sources: structure that a run adds to a built network.
+
+The connectivity constraints of an assimilation (GLMCC connections, triplet-map motifs)
+change the network among the recorded neurons only. :func:`with_member_synapses` returns a
+copy of the shared :class:`~model.network.Network` in which
+
+- the spec's synapses among a given set of neurons are removed (the estimated connections
+  replace them),
+- member synapses are added: their structure (pre, post, delay, sign) is shared, their
+  weights are per member (``MemberParams.synapse_weight``), so that an ensemble can carry
+  the estimator's uncertainty;
+- hidden excitatory sources are added: each is one Poisson spike train delivered to all its
+  targets at once (common input), with a rate and a weight per member
+  (``MemberParams.source_rate_hz``, ``MemberParams.source_weight``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from model.network import Network, _arrays, _delay_steps, _fingerprint
+
+
+def with_member_synapses(
+    network: Network,
+    replace_among=(),
+    pre=(),
+    post=(),
+    delay_ms=(),
+    excitatory=(),
+    source_targets=(),
+) -> Network:
+    """A copy of ``network`` with member synapses and hidden sources.
+
+    Parameters
+    ----------
+    network : Network
+        Built from a spec (it must not already hold member synapses or sources).
+    replace_among : (n_r,) int
+        Neurons among which the spec's synapses are removed (both ends in the set).
+    pre, post : (k,) int
+        Member synapses, global neuron indices; no autapses, no duplicates.
+    delay_ms : (k,) float
+        Their delays (ms), rounded to steps as the spec's delays are.
+    excitatory : (k,) bool
+        Their signs (a member synapse carries its own sign, see ``Network``).
+    source_targets : sequence of int arrays
+        The targets of each hidden source (global neuron indices, ≥ 1 each).
+
+    Returns
+    -------
+    Network
+        With its own fingerprint; the original is unchanged.
+    """
+    if network.n_member_synapses or network.n_sources:
+        raise ValueError("the network already holds member synapses or hidden sources")
+    n = network.n
+    pre = np.asarray(pre, dtype=np.int64).ravel()
+    post = np.asarray(post, dtype=np.int64).ravel()
+    excitatory = np.asarray(excitatory, dtype=bool).ravel()
+    delay_ms = np.broadcast_to(np.asarray(delay_ms, dtype=np.float64), pre.shape)
+    if not (pre.shape == post.shape == excitatory.shape):
+        raise ValueError(
+            f"pre, post and excitatory must have the same length, got {pre.size}, {post.size}, "
+            f"{excitatory.size}"
+        )
+    for name, arr in (("pre", pre), ("post", post)):
+        if arr.size and (arr.min() < 0 or arr.max() >= n):
+            k = int(np.flatnonzero((arr < 0) | (arr >= n))[0])
+            raise ValueError(f"member synapse {k}: {name} neuron {arr[k]} is not in the network (n = {n})")
+    if np.any(pre == post):
+        k = int(np.flatnonzero(pre == post)[0])
+        raise ValueError(f"member synapse {k}: autapse on neuron {pre[k]}")
+    if np.unique(pre * n + post).size != pre.size:
+        raise ValueError("member synapses: a (pre, post) pair appears twice")
+
+    # Remove the spec's synapses with both ends among the replaced neurons.
+    among = np.zeros(n, bool)
+    among[np.asarray(replace_among, dtype=np.int64)] = True
+    syn_pre = np.repeat(np.arange(n), np.diff(network.syn_ptr))
+    keep = ~(among[syn_pre] & among[network.syn_post])
+    syn_ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(syn_pre[keep], minlength=n), out=syn_ptr[1:])
+
+    order = np.lexsort((post, pre))
+    msyn_ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(pre, minlength=n), out=msyn_ptr[1:])
+    steps = _delay_steps(delay_ms[order], network.spec.dt_ms, "member synapses")
+
+    targets = [np.asarray(t, dtype=np.int64).ravel() for t in source_targets]
+    for s, t in enumerate(targets):
+        if t.size == 0 or t.min() < 0 or t.max() >= n or np.unique(t).size != t.size:
+            raise ValueError(f"hidden source {s}: targets {t.tolist()} must be distinct neurons of the network")
+    src_ptr = np.concatenate([[0], np.cumsum([t.size for t in targets])]).astype(np.int64)
+    src_post = (np.concatenate(targets) if targets else np.empty(0)).astype(np.int32)
+
+    net = dataclasses.replace(
+        network,
+        syn_ptr=syn_ptr,
+        syn_post=np.ascontiguousarray(network.syn_post[keep]),
+        syn_weight=np.ascontiguousarray(network.syn_weight[keep]),
+        syn_delay=np.ascontiguousarray(network.syn_delay[keep]),
+        msyn_ptr=msyn_ptr,
+        msyn_post=post[order].astype(np.int32),
+        msyn_delay=steps,
+        msyn_excitatory=excitatory[order],
+        src_ptr=src_ptr,
+        src_post=src_post,
+        fingerprint="",
+    )
+    object.__setattr__(net, "fingerprint", _fingerprint(net))
+    for a in _arrays(net):
+        a.flags.writeable = False
+    return net
+
+
+def member_synapse_order(network: Network, pre, post) -> np.ndarray:
+    """Positions of the member synapses (pre[i], post[i]) in ``network``'s CSR order, so
+    that per-synapse values given in the caller's order can be laid out for the kernel."""
+    pre = np.asarray(pre, dtype=np.int64)
+    post = np.asarray(post, dtype=np.int64)
+    net_pre = np.repeat(np.arange(network.n), np.diff(network.msyn_ptr))
+    key_net = net_pre * network.n + network.msyn_post
+    key = pre * network.n + post
+    pos = np.searchsorted(key_net, key)
+    if np.any(pos >= key_net.size) or np.any(key_net[np.minimum(pos, key_net.size - 1)] != key):
+        raise ValueError("some (pre, post) pairs are not member synapses of the network")
+    return pos
