@@ -34,7 +34,7 @@ from scipy.optimize import minimize
 from scipy.stats import chi2
 from threadpoolctl import threadpool_limits
 
-from inference.triplet_theory import mixture_patterns, release_probability_bound
+from inference.triplet_theory import ThresholdLIF, mixture_patterns, release_probability_bound
 
 PAIR_MASKS = {"12": (1, 1, 0), "13": (1, 0, 1), "23": (0, 1, 1)}
 # model → (target masks of its sources, sign, dimension k of its family)
@@ -248,8 +248,16 @@ def _classify(n, bin_ms: float, max_source_hz: float = 50.0,
     else:
         label = "undetermined"
     ll_b, x_b = fits[best_variant[best]]
-    K = len(MODELS[best_variant[best]][0])
+    masks_b, sign_b, _ = MODELS[best_variant[best]]
+    K = len(masks_b)
     rate = float(np.mean(-np.log1p(-x_b[3 : 3 + K])) / (bin_ms * 1e-3)) if K else 0.0
+    baseline = x_b[:3]
+    response = np.full(3, np.nan)
+    if K:
+        g = x_b[3 + K : 6 + K]
+        rho = baseline + (1.0 - baseline) * g if sign_b > 0 else baseline * g
+        targeted = np.asarray(masks_b).reshape(K, 3).any(axis=0)
+        response[targeted] = rho[targeted]
     return {
         "label": label,
         "weights": w,
@@ -259,15 +267,53 @@ def _classify(n, bin_ms: float, max_source_hz: float = 50.0,
         "inhibition_excluded": bool(excluded),
         "fit_p": float(chi2.sf(deviance, 7 - k_best)) if k_best < 7 else np.nan,
         "release_p": release_p,
+        "baseline": baseline,
+        "response": response,
     }
+
+
+def amplitude_from_response(response, baseline, bin_ms: float, tau_ms: float = 20.0,
+                            theta_mv: float = 20.0) -> np.ndarray:  # fmt: skip
+    """Source amplitude A (mV) of the threshold-regime LIF neuron
+    (:class:`inference.triplet_theory.ThresholdLIF`) that gives firing probability
+    ``response`` in the bin after a source spike, for a neuron whose spontaneous firing
+    probability per bin is ``baseline``: R̄(A, Δ) = response, solved for A in [0, θ].
+
+    Broadcasts ``response`` and ``baseline`` (probabilities per bin of ``bin_ms``); NaN in,
+    NaN out; 0 where the response is not above the spontaneous probability.
+    """
+    from scipy.optimize import brentq
+
+    response, baseline = np.broadcast_arrays(np.asarray(response, float), np.asarray(baseline, float))
+    out = np.full(response.shape, np.nan)
+    for idx in zip(*np.nonzero(np.isfinite(response) & np.isfinite(baseline)), strict=True):
+        rho, b = float(response[idx]), float(baseline[idx])
+        if not 0.0 < b < 1.0:
+            continue
+        try:
+            neuron = ThresholdLIF.from_rate(-np.log1p(-b) / (bin_ms * 1e-3), tau_ms, theta_mv)
+        except ValueError:  # a rate the threshold-regime neuron cannot represent
+            continue
+        r0 = neuron.spontaneous_probability(bin_ms)
+        if rho <= r0:
+            out[idx] = 0.0
+        elif rho >= float(neuron.rbar(theta_mv, bin_ms)):
+            out[idx] = theta_mv
+        else:
+            out[idx] = brentq(lambda a: float(neuron.rbar(a, bin_ms)) - rho, 0.0, theta_mv, xtol=1e-6)
+    return out
 
 
 def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
     """Add the motif variables to a :meth:`inference.TripletMap.fit` Dataset: ``motif``,
     ``motif_weight`` (triplet, candidate), ``motif_pair``, ``motif_source_rate_hz``,
     ``inhibition_excluded``, ``motif_release_p`` (the rebound test of an excitatory best
-    motif, NaN otherwise; τ from ``attrs["tau_m_ms"]``). Triplets with a silent unit get
-    motif "" (see ``status``)."""
+    motif, NaN otherwise; τ from ``attrs["tau_m_ms"]``), ``motif_response`` (triplet,
+    member): the best motif's firing probability per bin of each targeted neuron when a
+    source fired (NaN for neurons it does not target), and ``motif_amplitude_mv`` (triplet,
+    member): the source amplitude of the threshold-regime LIF neuron (τ_m, θ from attrs)
+    that gives that response (:func:`amplitude_from_response`). Triplets with a silent
+    unit get motif "" (see ``status``)."""
     counts = ds.pattern_count.values
     status = ds.status.values
     T = counts.shape[0]
@@ -277,6 +323,8 @@ def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
     rate = np.full(T, np.nan)
     excl = np.zeros(T, bool)
     release_p = np.full(T, np.nan)
+    response = np.full((T, 3), np.nan)
+    baseline = np.full((T, 3), np.nan)
     options.setdefault("tau_m_ms", float(ds.attrs.get("tau_m_ms", 20.0)))
     limit = threadpool_limits(1)
     for t in range(T):
@@ -286,7 +334,15 @@ def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
         label[t], weights[t], pair[t] = r["label"], r["weights"], r["pair"]
         rate[t], excl[t] = r["source_rate_hz"], r["inhibition_excluded"]
         release_p[t] = r["release_p"]
+        response[t], baseline[t] = r["response"], r["baseline"]
     limit.restore_original_limits()
+    # Amplitudes only where they are used: the triplets with an excitatory label.
+    exc = np.isin(label, EXCITATORY)
+    amplitude = np.full((T, 3), np.nan)
+    amplitude[exc] = amplitude_from_response(
+        response[exc], baseline[exc], ds.attrs["bin_ms"], options["tau_m_ms"],
+        float(ds.attrs.get("theta_mv", 20.0)),
+    )  # fmt: skip
     out = ds.assign_coords(candidate=list(MOTIF_LABELS))
     out["motif"] = ("triplet", label.astype(str))
     out["motif_weight"] = (("triplet", "candidate"), weights)
@@ -294,4 +350,6 @@ def classify_dataset(ds: xr.Dataset, **options) -> xr.Dataset:
     out["motif_source_rate_hz"] = ("triplet", rate)
     out["inhibition_excluded"] = ("triplet", excl)
     out["motif_release_p"] = ("triplet", release_p)
+    out["motif_response"] = (("triplet", "member"), response)
+    out["motif_amplitude_mv"] = (("triplet", "member"), amplitude)
     return out

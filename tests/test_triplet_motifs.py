@@ -132,3 +132,19 @@ def test_inhibitory_rebound_is_not_called_excitation():
         ds = est.fit(simulate_motif(motif, 2.0, 2.79, base, 500.0, dt_ms=0.25, seed=1))
         assert str(ds.motif.values[0]) == motif
         assert float(ds.motif_release_p[0]) < 1e-6
+
+
+def test_amplitude_from_response_inverts_the_theory():
+    # R̄(A, Δ) of the threshold-regime LIF, then back: the amplitude is recovered.
+    from inference.triplet_motifs import amplitude_from_response
+    from inference.triplet_theory import ThresholdLIF
+
+    bin_ms, rate = 5.0, 4.0
+    neuron = ThresholdLIF.from_rate(rate)
+    baseline = -np.expm1(-rate * bin_ms * 1e-3)
+    A = np.array([1.0, 3.0, 7.5, 12.0])
+    rho = neuron.rbar(A, bin_ms)
+    np.testing.assert_allclose(amplitude_from_response(rho, baseline, bin_ms), A, rtol=1e-4)
+    # no response beyond the spontaneous probability: amplitude 0; NaN stays NaN
+    out = amplitude_from_response([neuron.spontaneous_probability(bin_ms) * 0.5, np.nan], baseline, bin_ms)
+    assert out[0] == 0.0 and np.isnan(out[1])
