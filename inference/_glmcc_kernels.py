@@ -283,6 +283,39 @@ def _tridiag_solve(diag, off, rhs, work):
 
 
 @njit(cache=True, nogil=True)
+def coupling_se(diag, cp, cm, hpp, hmm, beta, free_plus, free_minus, work):
+    """Laplace posterior sd of (J₊, J₋): the square roots of the J diagonal of (−H)⁻¹, −H the
+    Hessian of the negative log posterior (``diag``/``cp``/``cm``/``hpp``/``hmm`` as filled by
+    :func:`_evaluate` at the MAP).
+
+    −H = [[T, B], [Bᵀ, D_J]] with T tridiagonal (M × M), B = [cp, cm] and D_J diagonal, so
+    the J block of (−H)⁻¹ is S⁻¹, S = D_J − Bᵀ T⁻¹ B (2 × 2): two O(M) tridiagonal solves.
+    A J that is not free (held at 0, or on a clip bound) is treated as fixed: it gets NaN
+    and the other its conditional sd 1/√S_ii.
+    """
+    se_p = np.nan
+    se_m = np.nan
+    if not free_plus and not free_minus:
+        return se_p, se_m
+    Yp = _tridiag_solve(diag, -beta, cp, work)
+    Ym = _tridiag_solve(diag, -beta, cm, work)
+    s11 = hpp - np.dot(cp, Yp)
+    s22 = hmm - np.dot(cm, Ym)
+    s12 = -np.dot(cp, Ym)
+    if free_plus and free_minus:
+        det = s11 * s22 - s12 * s12
+        if det > 0.0 and s11 > 0.0 and s22 > 0.0:
+            se_p = np.sqrt(s22 / det)
+            se_m = np.sqrt(s11 / det)
+    elif free_plus:
+        if s11 > 0.0:
+            se_p = np.sqrt(1.0 / s11)
+    elif s22 > 0.0:
+        se_m = np.sqrt(1.0 / s22)
+    return se_p, se_m
+
+
+@njit(cache=True, nogil=True)
 def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c, plus_n,
              minus_n, tau, beta, window, fix_plus, fix_minus, j_lo, j_hi, tol, max_iter):  # fmt: skip
     """MAP of (a, J₊, J₋) by Levenberg–Marquardt on the full Newton system.
@@ -293,7 +326,9 @@ def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, min
 
     Returns
     -------
-    a : (M,), J₊, J₋, log posterior, log likelihood, iterations, converged (bool)
+    a : (M,), J₊, J₋, log posterior, log likelihood, iterations, converged (bool), and the
+    Laplace posterior sd of J₊ and J₋ at the MAP (:func:`coupling_se`; NaN for a J held at
+    0 or on a clip bound)
     """
     M = counts.shape[0]
     a = np.full(M, np.log(max(counts.sum(), 1.0) / (2.0 * window)))
@@ -358,7 +393,10 @@ def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, min
             if lam > 1e10:  # no step uphill: at the maximum to machine precision
                 converged = True
                 break
-    return a, Jp, Jm, L, LL, it, converged
+    free_p = not fix_plus and j_lo < Jp < j_hi
+    free_m = not fix_minus and j_lo < Jm < j_hi
+    se_p, se_m = coupling_se(diag, cp, cm, hpp, hmm, beta, free_p, free_m, work)
+    return a, Jp, Jm, L, LL, it, converged, se_p, se_m
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -373,7 +411,7 @@ def fit_pairs(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, mi
     Returns
     -------
     best (P,) delay index, a (P, M), J (P, 2), log posterior (P,), log likelihood (P,),
-    converged (P,) bool
+    converged (P,) bool, J_se (P, 2) the Laplace posterior sd of J at the kept delay
     """
     P, M = counts.shape
     D = free_len.shape[0]
@@ -383,9 +421,10 @@ def fit_pairs(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, mi
     L_out = np.full(P, -np.inf)
     LL_out = np.empty(P)
     conv_out = np.zeros(P, np.bool_)
+    se_out = np.full((P, 2), np.nan)
     for p in prange(P):
         for q in range(D):
-            a, Jp, Jm, L, LL, it, conv = fit_pair(
+            a, Jp, Jm, L, LL, it, conv, se_p, se_m = fit_pair(
                 counts[p], s_plus[p, q], s_minus[p, q], free_len[q], plus_log[q], minus_log[q],
                 plus_c[q], minus_c[q], plus_n[q], minus_n[q], tau, beta, window,
                 fix[p, 0], fix[p, 1], j_lo, j_hi, tol, max_iter,
@@ -398,4 +437,6 @@ def fit_pairs(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, mi
                 L_out[p] = L
                 LL_out[p] = LL
                 conv_out[p] = conv
-    return best, a_out, J_out, L_out, LL_out, conv_out
+                se_out[p, 0] = se_p
+                se_out[p, 1] = se_m
+    return best, a_out, J_out, L_out, LL_out, conv_out, se_out

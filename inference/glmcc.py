@@ -151,13 +151,21 @@ class GLMCC:
 
         Returns
         -------
-        xarray.Dataset with dims (pre, post) — unit ids — and variables ``J``,
+        xarray.Dataset with dims (pre, post) — unit ids — and variables ``J``, ``J_se``,
         ``J_threshold`` (Wald) or ``lr_stat`` (LR), ``significant``, ``psp_mv``, ``delay_ms``,
         ``n_lags``, ``status``; ``a`` (pair, bin), ``counts`` (pair, bin) and ``pair_index``
         (pair, end) hold the fitted a(t) and the cross-correlogram of each fitted pair
         (bin k covers lags [k − W, k − W + 1) ms of t = t_post − t_pre for the pair
         (pre, post) = pair_index[p]).
         Pairs not fitted are NaN with status "".
+
+        ``J_se`` (pre, post) is the standard error of ``J`` (pre → post), dimensionless: the
+        posterior sd of the Laplace approximation, √[(−∇²log p)⁻¹]_JJ at the MAP (a(t) and the
+        other direction's J integrated out; computed in O(M) from the tridiagonal-plus-border
+        Hessian), at the fitted delay, from the unrestricted fit for both tests. NaN where
+        ``status`` is not "ok" and where J sits on a clip bound (−3 or 5), where the
+        quadratic approximation does not hold; there the other direction's J_se is its
+        sd with the bound J held fixed.
         """
         if not isinstance(spikes, SpikeTrains):
             raise TypeError("GLMCC.fit takes observations.SpikeTrains")
@@ -199,7 +207,7 @@ class GLMCC:
         geo = self._geometry()
         args = (self.tau_ms, self.beta, self.window_ms)
         solver = (J_BOUNDS[0], J_BOUNDS[1], 1e-4, 1000)
-        best, a_all, J_fit, _, LL, conv = K.fit_pairs(
+        best, a_all, J_fit, _, LL, conv, se_fit = K.fit_pairs(
             counts, s_plus, s_minus, *geo, *args, np.zeros((P, 2), bool), *solver
         )
         d_fit = self.delays[best]
@@ -241,7 +249,10 @@ class GLMCC:
                     r = K.fit_pairs(counts[todo], s_plus[todo, q : q + 1], s_minus[todo, q : q + 1],
                                     *geo_q, *args, fix, *solver)  # fmt: skip
                     stat_fit[todo, side] = 2.0 * (LL[todo] - r[4])
+        # Laplace sd of J; NaN unless the side is tested (status "ok").
+        se_fit = np.where(status_fit == "ok", se_fit, np.nan)
         J = np.full((n, n), np.nan)
+        J_se = np.full((n, n), np.nan)
         thr = np.full((n, n), np.nan)
         stat = np.full((n, n), np.nan)
         delay = np.full((n, n), np.nan)
@@ -251,6 +262,7 @@ class GLMCC:
         i, j = pairs[:, 0], pairs[:, 1]
         for side, (src, dst) in enumerate(((i, j), (j, i))):
             J[src, dst] = J_fit[:, side]
+            J_se[src, dst] = se_fit[:, side]
             thr[src, dst] = thr_fit[:, side]
             stat[src, dst] = stat_fit[:, side]
             delay[src, dst] = d_fit
@@ -270,6 +282,7 @@ class GLMCC:
         ds = xr.Dataset(
             {
                 "J": (("pre", "post"), J),
+                "J_se": (("pre", "post"), J_se),
                 "significant": (("pre", "post"), significant),
                 "psp_mv": (("pre", "post"), np.where(np.isnan(J), np.nan, psp_mv(np.nan_to_num(J)))),
                 "delay_ms": (("pre", "post"), delay),

@@ -35,8 +35,8 @@ def test_reference_pair_matches_the_authors_fit(d):
     counts, sp, sm, n = K.pair_statistics(pre, post, 50.0, np.array([float(d)]), 4.0, 0.0)
     assert n == 2467
     geo = K.bin_geometry(50.0, float(d), 4.0, 0.0)
-    a, Jp, Jm, L, LL, it, ok = K.fit_pair(counts, sp[0], sm[0], *geo, 4.0, 4000.0, 50.0,
-                                          False, False, -3.0, 5.0, 1e-4, 1000)  # fmt: skip
+    a, Jp, Jm, L, LL, it, ok, *_ = K.fit_pair(counts, sp[0], sm[0], *geo, 4.0, 4000.0, 50.0,
+                                               False, False, -3.0, 5.0, 1e-4, 1000)  # fmt: skip
     J_plus, J_minus, logpost = REFERENCE[d]
     assert ok
     assert abs(Jp - J_plus) <= 2e-3 and abs(Jm - J_minus) <= 2e-3
