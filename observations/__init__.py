@@ -5,6 +5,7 @@ take; :func:`write_store`/:class:`StoreWriter` write the observation store of DE
 :func:`open_store` and :func:`validate_store` read and check it.
 """
 
+from observations.deconvolve import AR1Result, deconvolve_ar1, events_from_calcium
 from observations.spikes import SpikeTrainError, SpikeTrains
 from observations.store import (
     ObservationStore,
@@ -17,12 +18,15 @@ from observations.store import (
 )
 
 __all__ = [
+    "AR1Result",
     "ObservationStore",
     "QCReport",
     "SpikeTrainError",
     "SpikeTrains",
     "StoreError",
     "StoreWriter",
+    "deconvolve_ar1",
+    "events_from_calcium",
     "open_store",
     "validate_store",
     "write_store",
