@@ -228,3 +228,25 @@ def test_false_positives_stay_at_alpha_at_low_counts(delay):
     alpha, n = 1e-3, 8000
     assert rate[True] < alpha + 3 * np.sqrt(alpha / n)
     assert rate[False] > 2 * alpha  # the published test alone: what the guard is for
+
+
+@needs_data
+def test_pure_python_peer_agrees_with_ours(sample):
+    """The benchmark's pure-Python transcription (authors' code structure) against ours on
+    four sample pairs at d = 3 ms: same J and log posterior."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import _glmcc_pure_python as pure
+
+    pairs = np.array([[9, 4], [0, 19], [5, 16], [2, 11]])
+    for pre, post in pairs:
+        stats = K.pair_statistics(load_cell(pre), load_cell(post), 50.0, np.array([3.0]), 4.0, 0.0)
+        _, Jp, Jm, L, *_ = K.fit_pair(stats[0], stats[1][0], stats[2][0],
+                                      *K.bin_geometry(50.0, 3.0, 4.0, 0.0), 4.0, 4000.0, 50.0,
+                                      False, False, -3.0, 5.0, 1e-4, 1000)  # fmt: skip
+        for hessian in ("dense", "banded"):
+            fit = pure.fit_pair(pure.cross_correlogram(load_cell(pre), load_cell(post)), 3.0,
+                                hessian=hessian)  # fmt: skip
+            assert abs(fit["J_plus"] - Jp) <= 2e-3 and abs(fit["J_minus"] - Jm) <= 2e-3
+            assert abs(fit["log_posterior"] - L) <= 0.05
