@@ -40,6 +40,7 @@ TARGET_UNITS = {
     "weight_factor": "1",
     "poisson_rate_hz": "Hz",
     "bias_pa": "pA",
+    "source_scale": "1",
 }
 
 
@@ -74,7 +75,9 @@ class ParameterSpec(Strict):
     w_EE = gain and w_IE = gain · ratio;
     ``poisson_rate_hz: POP`` (or a list) is the rate of each Poisson source of the drive;
     ``bias_pa: POP`` (or a list) shifts the DC bias of every neuron of the population so
-    that the population's mean bias equals the parameter (heterogeneity is kept).
+    that the population's mean bias equals the parameter (heterogeneity is kept);
+    ``source_scale: all`` (or a list of source indices) multiplies the weights of the hidden
+    sources that the triplet-map constraints add (their strength; see ``constraints``).
     """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -82,6 +85,7 @@ class ParameterSpec(Strict):
     weight_factor: Annotated[list[tuple[str, str]], Field(min_length=1)] | None = None
     poisson_rate_hz: str | list[str] | None = None
     bias_pa: str | list[str] | None = None
+    source_scale: Literal["all"] | list[Annotated[int, Field(ge=0)]] | None = None
     transform: Literal["identity", "log", "logit"] = "log"
     bounds: tuple[float, float] | None = None
     """(low, high) of a logit transform."""
@@ -119,6 +123,8 @@ class ParameterSpec(Strict):
         """The populations the target names (pre, post for a weight scale; pre, post of
         each pair in turn for a weight factor)."""
         value = getattr(self, self.kind)
+        if self.kind == "source_scale":
+            return []
         if self.kind == "weight_factor":
             return [name for pair in value for name in pair]
         return [value] if isinstance(value, str) else list(value)
@@ -220,6 +226,11 @@ class AssimilationSection(Strict):
     their prior parameters until then."""
     cycles: Annotated[int, Field(ge=1)] | None = None
     """Number of windows; None: as many as the observations cover."""
+    holdout_cycles: Annotated[int, Field(ge=0)] = 0
+    """The last windows are forecasts only: predicted and scored against the data, never
+    assimilated (held-out prediction). Connectivity constraints use no spike from them."""
+    spinup_s: NonNegative | None = None
+    """The members start this long before ``start_s`` (None: at t = 0)."""
     filter: Literal["enkf", "etkf", "letkf"] = "enkf"
     """enkf: stochastic EnKF with perturbed observations (the right spread for a stochastic
     model); etkf: deterministic square root; letkf: ETKF with localised per-neuron states."""
@@ -236,6 +247,17 @@ class AssimilationSection(Strict):
     nonfinite: Literal["error", "replace"] = "error"
     """A member whose state or predictions are not finite: stop the run (error), or give it
     the state and parameters of a finite member drawn with the run's seed (replace)."""
+
+    @model_validator(mode="after")
+    def _holdout(self):
+        if self.holdout_cycles and self.cycles is not None and self.holdout_cycles >= self.cycles:
+            raise ValueError(
+                f"holdout_cycles ({self.holdout_cycles}) must leave at least one of the "
+                f"{self.cycles} cycles to assimilate"
+            )
+        if self.spinup_s is not None and self.spinup_s > self.start_s:
+            raise ValueError(f"spinup_s ({self.spinup_s}) must not exceed start_s ({self.start_s})")
+        return self
 
     @model_validator(mode="after")
     def _localized(self):
@@ -280,6 +302,55 @@ class TwinSection(Strict):
     noise_nu: NonNegative = 0.03
     """Calcium noise level ν of the synthetic recording (ΔF/F per √Hz; 0.03 = 3 %·Hz^-½)."""
     frame_rate_hz: Positive = 30.0
+    network: NetworkSection | None = None
+    """The truth's own network (spec and seed), when the members' network is only a model
+    of it (e.g. without the truth's specific synapses and hidden inputs); its populations
+    must start with the members' populations, neuron for neuron (extra populations, e.g.
+    hidden sources, come last). None: the members' network."""
+
+
+class GlmccConstraint(Strict):
+    """GLMCC (inference.GLMCC) on the observed spikes: its significant connections become
+    the members' synapses among the observed neurons (see docs/constraints.md)."""
+
+    result: str | None = None
+    """A saved ``spikeda glmcc`` result to use; None: run GLMCC with the settings below."""
+    delay_ms: Positive | Literal["scan"] = 3.0
+    test: Literal["wald", "lr"] = "wald"
+    alpha: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+
+class TripletConstraint(Strict):
+    """The triplet map (inference.TripletMap) on the observed spikes: triplets classified as
+    excitatory common input get hidden sources, whose strengths are estimated."""
+
+    result: str | None = None
+    """A saved ``spikeda triplets`` result to use; None: run the triplet map."""
+    bin_ms: Positive = 5.0
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.001
+    strength: Prior = Prior(mean=1.0, sd=0.3)
+    """Prior of the estimated factor on the sources' weights (log transform)."""
+    per_source: bool = False
+    """One strength parameter per source (True) or one for all sources (False)."""
+
+
+class ConstraintsSection(Strict):
+    glmcc: GlmccConstraint | None = None
+    triplets: TripletConstraint | None = None
+    if_empty: Literal["error", "unconstrained"] = "error"
+    """An estimator that finds nothing to constrain (no significant connection, no
+    excitatory motif): stop with an error, or go on without that constraint."""
+    until_s: Positive | None = None
+    """The estimators use the spikes before this time (s); None: all spikes before the
+    first held-out cycle."""
+    seed: int = 0
+    """Seed of the members' draws of the constrained synapses' weights."""
+
+    @model_validator(mode="after")
+    def _some(self):
+        if self.glmcc is None and self.triplets is None:
+            raise ValueError("give 'glmcc' and/or 'triplets'")
+        return self
 
 
 class RunConfig(Strict):
@@ -292,6 +363,7 @@ class RunConfig(Strict):
     cluster: ClusterSection = ClusterSection()
     output: str | None = None
     twin: TwinSection | None = None
+    constraints: ConstraintsSection | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -314,6 +386,8 @@ class RunConfig(Strict):
                 raise ValueError("a twin observes model neurons by id: neuron_map must be identity")
         elif self.observations is not None and self.observations.store is None:
             raise ValueError("observations.store is required (or give a 'twin' section)")
+        if self.constraints is not None and self.observations is None:
+            raise ValueError("constraints need observations (the estimators run on them)")
         if self.assimilation.states and self.observations is None:
             raise ValueError("assimilation.states needs observations")
         if self.assimilation.filter == "letkf" and self.observations.reduce == "population_mean":
@@ -348,6 +422,27 @@ def load_run_config(path) -> tuple[RunConfig, str]:
     return parse_run_config(text, str(path), path.resolve().parent), text
 
 
+def _inline_spec(data: dict, key: str, source: str, base: Path, where: str = "") -> dict:
+    """``data[key].spec`` read from its file when it is a path: the spec goes in by value,
+    so the config stored with a run is self-contained."""
+    net = data.get(key)
+    if not (isinstance(net, dict) and isinstance(net.get("spec"), str)):
+        return data
+    spec_path = _resolve(net["spec"], base)
+    try:
+        spec_data = yaml.safe_load(Path(spec_path).read_text())
+    except OSError as exc:
+        raise ConfigError(
+            f"{source}: {where}{key}.spec: cannot read {spec_path} ({exc.strerror})"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{source}: {where}{key}.spec: {spec_path} is not valid YAML "
+            f"({str(exc).splitlines()[0]})"
+        ) from None
+    return {**data, key: {**net, "spec": spec_data}}
+
+
 def parse_run_config(text: str, source: str, base: Path) -> RunConfig:
     """Validate YAML ``text``; relative input paths are resolved against ``base``."""
     try:
@@ -355,22 +450,18 @@ def parse_run_config(text: str, source: str, base: Path) -> RunConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if isinstance(data, dict):
-        net = data.get("network")
-        if isinstance(net, dict) and isinstance(net.get("spec"), str):
-            spec_path = _resolve(net["spec"], base)
-            try:
-                spec_data = yaml.safe_load(Path(spec_path).read_text())
-            except OSError as exc:
-                raise ConfigError(
-                    f"{source}: network.spec: cannot read {spec_path} ({exc.strerror})"
-                ) from None
-            except yaml.YAMLError as exc:
-                raise ConfigError(
-                    f"{source}: network.spec: {spec_path} is not valid YAML "
-                    f"({str(exc).splitlines()[0]})"
-                ) from None
-            # The spec goes in by value, so the config stored with a run is self-contained.
-            data = {**data, "network": {**net, "spec": spec_data}}
+        data = _inline_spec(data, "network", source, base)
+        twin = data.get("twin")
+        if isinstance(twin, dict) and isinstance(twin.get("network"), dict):
+            data = {**data, "twin": _inline_spec(twin, "network", source, base, "twin.")}
+        cons = data.get("constraints")
+        if isinstance(cons, dict):
+            cons = dict(cons)
+            for name in ("glmcc", "triplets"):
+                block = cons.get(name)
+                if isinstance(block, dict) and isinstance(block.get("result"), str):
+                    cons[name] = {**block, "result": _resolve(block["result"], base)}
+            data = {**data, "constraints": cons}
         obs = data.get("observations")
         if isinstance(obs, dict) and isinstance(obs.get("store"), str):
             data = {**data, "observations": {**obs, "store": _resolve(obs["store"], base)}}

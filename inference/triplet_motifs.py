@@ -272,6 +272,10 @@ def _classify(n, bin_ms: float, max_source_hz: float = 50.0,
     }
 
 
+def _response_gap(a, neuron, bin_ms, rho):
+    return float(neuron.rbar(a, bin_ms)) - rho
+
+
 def amplitude_from_response(response, baseline, bin_ms: float, tau_ms: float = 20.0,
                             theta_mv: float = 20.0) -> np.ndarray:  # fmt: skip
     """Source amplitude A (mV) of the threshold-regime LIF neuron
@@ -300,7 +304,7 @@ def amplitude_from_response(response, baseline, bin_ms: float, tau_ms: float = 2
         elif rho >= float(neuron.rbar(theta_mv, bin_ms)):
             out[idx] = theta_mv
         else:
-            out[idx] = brentq(lambda a: float(neuron.rbar(a, bin_ms)) - rho, 0.0, theta_mv, xtol=1e-6)
+            out[idx] = brentq(_response_gap, 0.0, theta_mv, args=(neuron, bin_ms, rho), xtol=1e-6)
     return out
 
 

@@ -184,6 +184,8 @@ def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
     m = job.members.size
     if job.read_slot is None:
         state = initial_state(network, job.n_members, job.init_seed).select(job.members)
+        # Members start at the first window's start (t = 0 unless the run has a spin-up).
+        state = dataclasses.replace(state, step=int(round(job.t0_s / network.dt_s)))
         op_states = [obs.initial_state() if obs else None for _ in range(m)]
     else:
         loaded = [load_member(member_path(job.read_slot, i)) for i in job.members]

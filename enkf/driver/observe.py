@@ -323,6 +323,7 @@ class ObservationPlan:
             raise ConfigError(f"observations.store: {self.path} holds no frames (bins)")
         end = float(times[-1])
         w, start = asm.window_s, asm.start_s
+        first = start - (asm.spinup_s if asm.spinup_s is not None else start)
         available = int(math.floor((end - start) / w + 1e-9))
         n = asm.cycles if asm.cycles is not None else available
         if n < 1 or n > available:
@@ -341,7 +342,7 @@ class ObservationPlan:
                 raise ConfigError(
                     f"assimilation.window_s: window {k} ({t0:g}, {t1:g}] s holds no frame of {self.path}"
                 )
-            out.append(Window(k, 0.0 if k == 0 else t0, t0, t1, slice(a, b)))
+            out.append(Window(k, first if k == 0 else t0, t0, t1, slice(a, b)))
         return out
 
     def _read(self, a: int, b: int) -> np.ndarray:

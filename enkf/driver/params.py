@@ -4,6 +4,7 @@ u = forward(θ) in which the filter works, and the :class:`model.MemberParams` a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -33,9 +34,10 @@ class ParameterSet:
         The prior: u ~ Normal(mu_u, sd_u²) independently per parameter.
     """
 
-    def __init__(self, specs: list[ParameterSpec], network: Network):
+    def __init__(self, specs: list[ParameterSpec], network: Network, constraints=None):
         self.specs = list(specs)
         self.network = network
+        self.constraints = constraints
         self.names = [p.name for p in self.specs]
         self.units = [p.units for p in self.specs]
         self.transforms = []
@@ -58,7 +60,16 @@ class ParameterSet:
                     raise ConfigError(
                         f"{where}: population {silent[0]} has no Poisson drive in the network spec"
                     )
-            if p.kind == "weight_factor":
+            if p.kind == "source_scale":
+                n_src = network.n_sources
+                idx = list(range(n_src)) if p.source_scale == "all" else list(p.source_scale)
+                if not n_src or any(k >= n_src for k in idx):
+                    raise ConfigError(
+                        f"{where}: source_scale names hidden source(s) the network does not have "
+                        f"(it has {n_src}; they come from constraints.triplets)"
+                    )
+                self._targets.append((p.kind, idx))
+            elif p.kind == "weight_factor":
                 # factors multiply, so several parameters may name one pair; one may not
                 # name it twice
                 pairs = list(zip(idx[::2], idx[1::2], strict=True))
@@ -144,10 +155,12 @@ class ParameterSet:
         return theta
 
     # -- to the model -------------------------------------------------------------------------
-    def member_params(self, theta) -> MemberParams:
+    def member_params(self, theta, members=None) -> MemberParams:
         """MemberParams for the members whose physical parameters are the rows of ``theta``;
         everything not estimated stays as the network spec has it. Weight factors multiply
-        the pair's scale after the weight scales are set."""
+        the pair's scale after the weight scales are set. ``members`` (ids, one per row)
+        selects each member's own draw of the constrained synapses' weights (required when
+        the run has connectivity constraints)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         M = theta.shape[0]
         net = self.network
@@ -167,4 +180,19 @@ class ParameterSet:
             if kind == "weight_factor":
                 for pre, post in pairs:
                     ws[:, pre, post] *= theta[:, i]
-        return MemberParams(ws, rate, bias)
+        out = MemberParams(ws, rate, bias)
+        cs = self.constraints
+        if cs is None:
+            return out
+        if members is None:
+            raise ValueError("member_params of a constrained run needs the member ids")
+        src_w = np.tile(cs.source_weight, (M, 1))
+        for i, (kind, idx) in enumerate(self._targets):
+            if kind == "source_scale":
+                src_w[:, idx] *= theta[:, i : i + 1]
+        return dataclasses.replace(
+            out,
+            synapse_weight=cs.synapse_weight[np.asarray(members)],
+            source_rate_hz=np.tile(cs.source_rate_hz, (M, 1)),
+            source_weight=src_w,
+        )

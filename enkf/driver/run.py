@@ -80,8 +80,10 @@ class RunSummary:
 class Driver:
     """A run's fixed parts (config, network, parameters, observations) and its cycles."""
 
-    def __init__(self, cfg: RunConfig, path: Path, plan: ObservationPlan | None, network, params):
+    def __init__(self, cfg: RunConfig, path: Path, plan: ObservationPlan | None, network, params,
+                 constraints=None):  # fmt: skip
         self.cfg = cfg
+        self.constraints = constraints
         self.path = Path(path)
         self.plan = plan
         self.network = network
@@ -91,13 +93,21 @@ class Driver:
 
     # -- set-up ---------------------------------------------------------------------------------
     @staticmethod
-    def build(cfg: RunConfig):
-        """The network and the parameter set of a config (spec errors become ConfigErrors)."""
+    def build(cfg: RunConfig, constraints=None):
+        """The network and the parameter set of a config (spec errors become ConfigErrors);
+        with a ConstraintSet, the members' network and the sources' strengths."""
         try:
             network = build_network(cfg.network.spec, cfg.network.seed)
         except (SpecError, ValueError) as exc:
             raise ConfigError(f"network.spec: {exc}") from None
-        return network, ParameterSet(cfg.parameters, network)
+        if constraints is None:
+            return network, ParameterSet(cfg.parameters, network)
+        network = constraints.network(network)
+        specs = list(cfg.parameters) + constraints.parameter_specs(cfg.constraints)
+        return network, ParameterSet(specs, network, constraints)
+
+    def n_holdout(self) -> int:
+        return self.asm.holdout_cycles
 
     def n_cycles(self) -> int:
         return len(self.plan.windows) if self.plan else self.asm.cycles
@@ -106,7 +116,8 @@ class Driver:
         if self.plan is not None:
             return self.plan.windows[k]
         t0 = self.asm.start_s + k * self.asm.window_s
-        return Window(k, 0.0 if k == 0 else t0, t0, t0 + self.asm.window_s, slice(0, 0))
+        first = self.asm.start_s - (self.asm.spinup_s if self.asm.spinup_s is not None else self.asm.start_s)
+        return Window(k, first if k == 0 else t0, t0, t0 + self.asm.window_s, slice(0, 0))
 
     def layout(self, twin: bool) -> rs.Layout:
         p, net = self.plan, self.network
@@ -172,7 +183,8 @@ class Driver:
                 tt[k, : f.size] = f
             out["trace_time"] = tt
         if truth is not None:
-            out["param_truth"] = truth.theta
+            # Parameters the constraints add (source strengths) have no value in the truth.
+            out["param_truth"] = np.concatenate([truth.theta, np.full(P.n - truth.theta.size, np.nan)])
             out["rate_truth_hz"] = np.array(
                 [truth.window_rates(self.window(k).obs_t0_s, self.window(k).t1_s) for k in range(C)]
             )
@@ -227,9 +239,16 @@ class Driver:
             return 0
         net = self.network
         run_id = self.store.attrs["run_id"]
-        net_future = client.submit(
-            build_network, net.spec, self.cfg.network.seed, key=f"network-{run_id}", pure=False
-        )
+        if self.constraints is None:
+            net_future = client.submit(
+                build_network, net.spec, self.cfg.network.seed, key=f"network-{run_id}", pure=False
+            )
+        else:
+            from enkf.constraints import member_network
+
+            net_future = client.submit(member_network, net.spec, self.cfg.network.seed,
+                                       self.constraints.structure(), key=f"network-{run_id}",
+                                       pure=False)  # fmt: skip
         groups = self.groups(n_workers)
         obs_model = self.plan.model if self.plan else None
         for k in range(k0, C):
@@ -250,7 +269,7 @@ class Driver:
             mem.ForecastJob(
                 cycle=k,
                 members=g,
-                params=P.member_params(theta_f[g]),
+                params=P.member_params(theta_f[g], g),
                 t0_s=w.t0_s,
                 t1_s=w.t1_s,
                 frames_s=frames,
@@ -305,9 +324,14 @@ class Driver:
         t_a = time.perf_counter()
         U_f = P.to_u(theta_f)
         Z_f = np.column_stack([U_f, v_obs]) if asm.states else U_f
-        Z_a, used, factor = self._analysis(
-            k, Z_f, hx, y if self.plan else None, var if self.plan else None
-        )
+        if k >= self.n_cycles() - self.asm.holdout_cycles:
+            # A held-out window: forecast and scored, never assimilated.
+            Z_a, factor = Z_f.copy(), np.nan
+            used = np.isfinite(y) & np.isfinite(var) if self.plan else np.zeros(0, bool)
+        else:
+            Z_a, used, factor = self._analysis(
+                k, Z_f, hx, y if self.plan else None, var if self.plan else None
+            )
         theta_a = P.to_theta(Z_a[:, : P.n])
         analysis_s = time.perf_counter() - t_a
 
@@ -338,7 +362,9 @@ class Driver:
                 "innovation_ratio": float(np.mean(d[used] ** 2 / (hx_sd[used] ** 2 + var[used])))
                 if used.any() else np.nan,
             })  # fmt: skip
-        if asm.states:
+        if asm.states and k >= self.n_cycles() - asm.holdout_cycles:
+            out["v_obs"] = np.stack([v_obs, v_obs])
+        elif asm.states:
             v_a = mem.clip_membrane(Z_a[:, P.n :], self.plan.model.neurons, self.network)
             out["v_obs"] = np.stack([v_obs, v_a])
             for i in range(M):
@@ -501,7 +527,10 @@ def start(config, out=None, cluster=None, workers=None, overwrite=False, progres
             truth, store_path = simulate_truth(cfg, network, params, path, progress)
             if cfg.observations is not None:
                 plan = ObservationPlan(cfg.observations, cfg.assimilation, network, store_path)
-        driver = Driver(cfg, path, plan, network, params)
+        constraints = None
+        if cfg.constraints is not None:
+            network, params, plan, constraints = _constrain(cfg, network, plan, path, progress)
+        driver = Driver(cfg, path, plan, network, params, constraints)
         attrs = {
             "name": cfg.name,
             "config_yaml": text,
@@ -521,6 +550,7 @@ def start(config, out=None, cluster=None, workers=None, overwrite=False, progres
             "obs_frame_var": plan.frame_var if plan else float("nan"),
             "versions": _versions(),
             "created": rs.now(),
+            "constraints": json.dumps(constraints.info) if constraints is not None else "",
         }
         lay = driver.layout(twin=cfg.twin is not None)
         rs.create(path, rs.skeleton(lay, attrs), driver.static(truth))
@@ -530,6 +560,28 @@ def start(config, out=None, cluster=None, workers=None, overwrite=False, progres
         raise
     n = _execute(driver, section, progress, client)
     return RunSummary(path, n, time.perf_counter() - t0, 0)
+
+
+def _constrain(cfg: RunConfig, network, plan, path: Path, progress):
+    """Run the estimators on the observations, build the members' network from them and
+    keep everything in the run folder; returns (network, params, plan, ConstraintSet or
+    None: nothing to constrain and ``if_empty: unconstrained``)."""
+    from enkf.constraints import prepare, save_results
+
+    asm = cfg.assimilation
+    probe = Driver(cfg, path, plan, network, None)
+    C = probe.n_cycles()
+    until = cfg.constraints.until_s
+    if until is None:
+        until = probe.window(C - asm.holdout_cycles).obs_t0_s if asm.holdout_cycles else math.inf
+    cs = prepare(cfg.constraints, network, plan, asm.members, until, progress)
+    if cs is None:
+        return network, ParameterSet(cfg.parameters, network), plan, None
+    network, params = Driver.build(cfg, cs)
+    plan = ObservationPlan(cfg.observations, asm, network, plan.path)
+    cs.save(path)
+    save_results(cs, path)
+    return network, params, plan, cs
 
 
 def _path_tag(path: Path) -> str:
@@ -552,7 +604,12 @@ def load(path) -> Driver:
     store = rs.RunStore(path)
     attrs = store.attrs
     cfg = RunConfig.model_validate(json.loads(attrs["config_json"]))
-    network, params = Driver.build(cfg)
+    constraints = None
+    if attrs.get("constraints"):
+        from enkf.constraints import ConstraintSet
+
+        constraints = ConstraintSet.load(path)
+    network, params = Driver.build(cfg, constraints)
     if network.fingerprint != attrs["network_fingerprint"]:
         raise ConfigError(f"{path}: the network built from its config differs from the run's")
     plan = None
@@ -565,7 +622,7 @@ def load(path) -> Driver:
             raise ConfigError(
                 f"{path}: the observation store {store_path} is not the one the run started with"
             )
-    return Driver(cfg, path, plan, network, params)
+    return Driver(cfg, path, plan, network, params, constraints)
 
 
 def resume(path, cluster=None, workers=None, progress=sys.stderr, client=None) -> RunSummary:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from enkf.config import ConfigError
 from enkf.driver.params import ParameterSet
 from enkf.run_config import RunConfig
 from enkf.simulation import record
-from model import Network, initial_state
+from model import Network, build_network, initial_state
 from observations import SpikeTrains, write_store
 from observations.operators import CalciumOperator
 from observations.synthetic import write_synthetic_calcium
@@ -54,23 +55,27 @@ def simulate_truth(cfg: RunConfig, network: Network, params: ParameterSet, out: 
     """
     tw, asm, obs = cfg.twin, cfg.assimilation, cfg.observations
     theta = params.check_truth(tw.truth)
+    truth_net = truth_network(cfg, network)
+    if truth_net is not network:
+        params = ParameterSet(cfg.parameters, truth_net)
     duration = asm.start_s + asm.cycles * asm.window_s
     n_steps = int(round(duration / network.dt_s))
     rng = np.random.default_rng(np.random.SeedSequence(tw.seed, spawn_key=(1,)))
     k = min(tw.observed_neurons, network.recorded.size)
     imaged = np.sort(rng.choice(network.recorded, size=k, replace=False))
-    state = initial_state(network, 1, tw.seed)
+    state = initial_state(truth_net, 1, tw.seed)
     truth_params = params.member_params(theta[None, :])
     if progress is not None:
         print(f"spikeda: simulating the truth for {duration:g} s", file=progress)
-    _, times, neurons, rates, _ = record(network, truth_params, state, n_steps, tw.seed)
+    _, times, neurons, rates, _ = record(truth_net, truth_params, state, n_steps, tw.seed)
+    rates = rates[..., : network.n_pop]  # the members' populations (a truth may have more)
     keep = np.isin(neurons[0], imaged)
     spikes = SpikeTrains.from_pairs(
         times[0][keep], neurons[0][keep], 0.0, n_steps * network.dt_s, unit_ids=imaged
     )
-    xy = network.positions_um[imaged]
+    xy = truth_net.positions_um[imaged]
     units = {
-        "cell_type": np.where(network.excitatory[imaged], "E", "I"),
+        "cell_type": np.where(truth_net.excitatory[imaged], "E", "I"),
         "position_um": np.column_stack([xy, np.zeros(len(xy))]),
     }
     path = out / STORE
@@ -87,3 +92,27 @@ def simulate_truth(cfg: RunConfig, network: Network, params: ParameterSet, out: 
                     attrs={"synthetic": True})  # fmt: skip
     bin_s = network.spec.rate_bin_ms * 1e-3
     return Truth(theta, spikes, rates[0], bin_s), path
+
+
+def truth_network(cfg: RunConfig, network: Network) -> Network:
+    """The truth's network: ``twin.network`` when given (checked to start with the members'
+    populations, neuron for neuron, and to record the same neurons), else ``network``."""
+    tn = cfg.twin.network
+    if tn is None:
+        return network
+    try:
+        truth = build_network(tn.spec, tn.seed)
+    except ValueError as exc:
+        raise ConfigError(f"twin.network.spec: {exc}") from None
+    k = network.n_pop
+    same = truth.pop_names[:k] == network.pop_names and np.array_equal(
+        truth.pop_ptr[: k + 1], network.pop_ptr
+    )
+    if not same or not np.array_equal(truth.excitatory[: network.n], network.excitatory):
+        raise ConfigError(
+            "twin.network: its populations must start with the members' "
+            f"({', '.join(network.pop_names)}), same sizes and types"
+        )
+    if not np.isin(network.recorded, truth.recorded).all():
+        raise ConfigError("twin.network: it must record every neuron the members' network records")
+    return truth

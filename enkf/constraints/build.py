@@ -1,0 +1,359 @@
+"""The connectivity constraints of a run: estimators on the observed spikes → the members'
+synapses among the observed neurons and their hidden common inputs.
+
+:func:`prepare` runs (or reads) GLMCC and the triplet map on the observed spikes before the
+held-out part, turns their results into a :class:`ConstraintSet` in model-neuron terms and
+draws each member's synapse weights; :meth:`ConstraintSet.network` is the members' network
+(the spec's synapses among the observed neurons replaced); :meth:`ConstraintSet.save` keeps
+everything in the run folder (``constraints/``), so a resumed run rebuilds the same members.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from enkf.config import ConfigError
+from enkf.constraints.connections import Connections, from_glmcc
+from enkf.constraints.sources import Sources, from_triplets
+from enkf.run_config import ConstraintsSection, ParameterSpec, Prior
+from model import Network, build_network
+from model.overlay import member_synapse_order, with_member_synapses
+from model.psp import weight_for_psp
+
+#: Where a run keeps its constraints (inside the run folder).
+FOLDER = "constraints"
+#: A member's draw of a constrained synapse's PSP is clipped to this size (mV).
+MAX_DRAW_MV = 10.0
+#: GLMCC's lags are 1-ms bins: spike times coarser than this cannot support it.
+GLMCC_RESOLUTION_S = 1e-3
+
+
+@dataclass
+class ConstraintSet:
+    """Constraints in model-neuron terms, with each member's synapse weights.
+
+    Attributes
+    ----------
+    observed : (n_r,) int64
+        Model neurons among which the spec's synapses are replaced.
+    syn_pre, syn_post : (k,) int64
+        Constrained synapses (model neurons), in the network's CSR order (pre, then post).
+    syn_pre_unit, syn_post_unit : (k,) int64
+        The same as unit ids of the recording.
+    syn_psp_mv, syn_psp_se_mv, syn_delay_ms : (k,) float64
+    syn_excitatory : (k,) bool
+    synapse_weight : (M, k) float64
+        Each member's weights (model units): its draw of the PSP ~ N(psp, se²), clipped at
+        ±MAX_DRAW_MV and at 0 where the draw changes sign (then the member has no synapse).
+    src_ptr : (n_src+1,) int64; src_post : (·,) int64
+        Hidden sources' targets (model neurons).
+    source_rate_hz, source_amplitude_mv, source_weight : (n_src,) float64
+        Rate, amplitude (mV) and the weight (model units) of that amplitude, averaged over
+        the source's targets; the members' weights are ``source_weight`` × their strength.
+    info : dict
+        What was done (estimator settings, counts, Dale conflicts, time resolution).
+    """
+
+    observed: np.ndarray
+    syn_pre: np.ndarray
+    syn_post: np.ndarray
+    syn_pre_unit: np.ndarray
+    syn_post_unit: np.ndarray
+    syn_psp_mv: np.ndarray
+    syn_psp_se_mv: np.ndarray
+    syn_delay_ms: np.ndarray
+    syn_excitatory: np.ndarray
+    synapse_weight: np.ndarray
+    src_ptr: np.ndarray
+    src_post: np.ndarray
+    source_rate_hz: np.ndarray
+    source_amplitude_mv: np.ndarray
+    source_weight: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.syn_pre.size)
+
+    @property
+    def n_sources(self) -> int:
+        return int(self.src_ptr.size - 1)
+
+    def structure(self) -> dict:
+        """The small arrays a worker needs to build the members' network."""
+        return {
+            "replace_among": self.observed,
+            "pre": self.syn_pre,
+            "post": self.syn_post,
+            "delay_ms": self.syn_delay_ms,
+            "excitatory": self.syn_excitatory,
+            "source_targets": [
+                self.src_post[a:b] for a, b in zip(self.src_ptr[:-1], self.src_ptr[1:], strict=True)
+            ],
+        }
+
+    def network(self, base: Network) -> Network:
+        net = with_member_synapses(base, **self.structure())
+        # The draws are stored in this order; the network must agree.
+        if self.n_synapses and not np.array_equal(
+            member_synapse_order(net, self.syn_pre, self.syn_post), np.arange(self.n_synapses)
+        ):
+            raise RuntimeError("constrained synapses are not in the network's order")
+        return net
+
+    def parameter_specs(self, cfg: ConstraintsSection) -> list[ParameterSpec]:
+        """The estimated strengths of the hidden sources (none without sources)."""
+        if not self.n_sources or cfg.triplets is None:
+            return []
+        prior = Prior(mean=cfg.triplets.strength.mean, sd=cfg.triplets.strength.sd)
+        if cfg.triplets.per_source:
+            return [
+                ParameterSpec(name=f"source_{s}_strength", source_scale=[s], prior=prior)
+                for s in range(self.n_sources)
+            ]
+        return [ParameterSpec(name="source_strength", source_scale="all", prior=prior)]
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, run_path: Path) -> None:
+        """Write ``constraints/members.zarr`` in the run folder."""
+        ds = xr.Dataset(
+            {
+                "observed_neuron": ("observed", self.observed),
+                "pre_neuron": ("synapse", self.syn_pre),
+                "post_neuron": ("synapse", self.syn_post),
+                "pre_unit": ("synapse", self.syn_pre_unit),
+                "post_unit": ("synapse", self.syn_post_unit),
+                "psp_mv": ("synapse", self.syn_psp_mv, {"units": "mV"}),
+                "psp_se_mv": ("synapse", self.syn_psp_se_mv, {"units": "mV"}),
+                "delay_ms": ("synapse", self.syn_delay_ms, {"units": "ms"}),
+                "excitatory": ("synapse", self.syn_excitatory),
+                "synapse_weight": (("member", "synapse"), self.synapse_weight,
+                                   {"units": "model synaptic units (nS for coba, pA for cuba)"}),
+                "source_ptr": ("source_edge", self.src_ptr),
+                "source_target": ("source_link", self.src_post),
+                "source_rate_hz": ("source", self.source_rate_hz, {"units": "Hz"}),
+                "source_amplitude_mv": ("source", self.source_amplitude_mv, {"units": "mV"}),
+                "source_weight": ("source", self.source_weight),
+            },
+            attrs={"info": json.dumps(self.info)},
+        )  # fmt: skip
+        ds.to_zarr(Path(run_path) / FOLDER / "members.zarr", mode="w")
+
+    @classmethod
+    def load(cls, run_path: Path) -> ConstraintSet:
+        path = Path(run_path) / FOLDER / "members.zarr"
+        if not path.exists():
+            raise ConfigError(f"{run_path}: the run has constraints but {path} is missing")
+        ds = xr.open_zarr(path).load()
+        v = lambda k: ds[k].values  # noqa: E731
+        return cls(
+            observed=v("observed_neuron"), syn_pre=v("pre_neuron"), syn_post=v("post_neuron"),
+            syn_pre_unit=v("pre_unit"), syn_post_unit=v("post_unit"), syn_psp_mv=v("psp_mv"),
+            syn_psp_se_mv=v("psp_se_mv"), syn_delay_ms=v("delay_ms"),
+            syn_excitatory=v("excitatory").astype(bool), synapse_weight=v("synapse_weight"),
+            src_ptr=v("source_ptr"), src_post=v("source_target"),
+            source_rate_hz=v("source_rate_hz"), source_amplitude_mv=v("source_amplitude_mv"),
+            source_weight=v("source_weight"), info=json.loads(ds.attrs["info"]),
+        )  # fmt: skip
+
+
+def member_network(spec, seed: int, structure: dict) -> Network:
+    """The members' network on a worker: the spec's network with the constraints."""
+    return with_member_synapses(build_network(spec, seed), **structure)
+
+
+# -- building ----------------------------------------------------------------------------------
+def _open_result(path: str, kind: str, where: str) -> xr.Dataset:
+    try:
+        ds = xr.open_zarr(path).load()
+    except Exception as exc:  # noqa: BLE001 - any failure to read is the same message
+        raise ConfigError(f"{where}.result: cannot read {path} as a Zarr result ({exc})") from None
+    if ds.attrs.get("kind") != kind:
+        raise ConfigError(f"{where}.result: {path} is not a {kind} result (kind {ds.attrs.get('kind')!r})")
+    return ds
+
+
+def _check_units(ids, observed_units, where: str, path) -> None:
+    ids = np.asarray(ids)
+    unknown = np.setdiff1d(ids, observed_units)
+    if unknown.size:
+        raise ConfigError(
+            f"{where}.result: {path} is from a different recording: its unit ids "
+            f"{unknown[:5].tolist()}{' …' if unknown.size > 5 else ''} are not among the "
+            f"observed units of this run"
+        )
+
+
+def estimator_spikes(plan, until_s: float):
+    """The observed spikes the estimators use (SpikeTrains of the observed units, before
+    ``until_s``) and their time resolution (s): spike times of a spike store, or events
+    deconvolved from calcium (frame resolution)."""
+    from observations import SpikeTrains
+
+    store = plan.store
+    observed = np.asarray(plan.store_ids)
+    if store.spikes is not None:
+        sp = store.spikes
+        resolution = 0.0
+    else:
+        from observations.deconvolve import events_from_calcium
+
+        sp, info = events_from_calcium(store.dff.sel(neuron=observed).load())
+        resolution = float(info.attrs["time_resolution_s"])
+    stop = min(until_s, sp.t_stop_s)
+    sp = sp.between(sp.t_start_s, stop)
+    keep = np.isin(sp.unit_ids, observed)
+    trains = [sp.times_s[sp.offsets[u] : sp.offsets[u + 1]] for u in np.flatnonzero(keep)]
+    out = SpikeTrains.from_lists(trains, unit_ids=sp.unit_ids[keep], t_start_s=sp.t_start_s, t_stop_s=stop)
+    return out, resolution
+
+
+def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, until_s: float,
+            progress=None) -> ConstraintSet | None:  # fmt: skip
+    """Run or read the estimators and build the constraints (None: nothing to constrain and
+    ``if_empty: unconstrained``). ``plan`` is the run's ObservationPlan (its store and the
+    map of store units to model neurons)."""
+    from inference import GLMCC, TripletMap
+
+    spikes, resolution = estimator_spikes(plan, until_s)
+    units = np.asarray(plan.store_ids)
+    neuron_of = dict(zip(units.tolist(), np.asarray(plan.model.neurons).tolist(), strict=True))
+    info = {"until_s": float(spikes.t_stop_s), "time_resolution_s": resolution,
+            "n_units": int(units.size)}  # fmt: skip
+
+    def say(msg):
+        if progress is not None:
+            print(f"spikeda: constraints: {msg}", file=progress)
+
+    conns = None
+    if cfg.glmcc is not None:
+        where = "constraints.glmcc"
+        if resolution > GLMCC_RESOLUTION_S:
+            raise ConfigError(
+                f"{where}: the spikes are deconvolved from calcium frames ({resolution * 1e3:.1f} ms "
+                f"resolution); GLMCC needs millisecond lags, so these data cannot support it "
+                f"(use spike observations, or constraints.triplets with bin_ms ≥ {resolution * 1e3:.0f})"
+            )
+        if cfg.glmcc.result is not None:
+            ds = _open_result(cfg.glmcc.result, "connectivity", where)
+            _check_units(ds["pre"].values, units, where, cfg.glmcc.result)
+        else:
+            kw = {"delay_ms": cfg.glmcc.delay_ms, "test": cfg.glmcc.test}
+            if cfg.glmcc.alpha is not None:
+                kw["alpha"] = cfg.glmcc.alpha
+            say(f"GLMCC on {spikes.n_units} units, {spikes.t_stop_s - spikes.t_start_s:g} s")
+            ds = GLMCC(**kw).fit(spikes)
+        default = np.where(network.excitatory[[neuron_of[int(u)] for u in ds["pre"].values]], "E", "I")
+        conns = from_glmcc(ds, default, where)
+        info["glmcc"] = {"significant": conns.n + conns.dropped, "dale_dropped": conns.dropped,
+                         "settings": {k: str(v) for k, v in ds.attrs.items()}}  # fmt: skip
+        info["glmcc"]["type_mismatch"] = [
+            int(u) for u, t in zip(conns.units, conns.types, strict=True)
+            if t and (t == "E") != bool(network.excitatory[neuron_of[int(u)]])
+        ]  # fmt: skip
+        if conns.n == 0:
+            if cfg.if_empty == "error":
+                raise ConfigError(
+                    f"{where}: no significant connection among the {units.size} observed units; "
+                    f"set constraints.if_empty: unconstrained to run without this constraint"
+                )
+            say("GLMCC found no significant connection: the synapses stay unconstrained")
+            conns = None
+        else:
+            say(f"{conns.n} connections ({int(conns.excitatory.sum())} E), {conns.dropped} dropped by Dale's rule")
+        _keep_result(ds, "glmcc", info)
+
+    sources = None
+    if cfg.triplets is not None:
+        where = "constraints.triplets"
+        if resolution > cfg.triplets.bin_ms * 1e-3:
+            raise ConfigError(
+                f"{where}.bin_ms: {cfg.triplets.bin_ms} ms is finer than the spikes' "
+                f"{resolution * 1e3:.1f}-ms resolution (frames); use bin_ms ≥ {resolution * 1e3:.0f}"
+            )
+        if cfg.triplets.result is not None:
+            ds = _open_result(cfg.triplets.result, "triplets", where)
+            _check_units(np.unique(ds["triplet_units"].values), units, where, cfg.triplets.result)
+        else:
+            say(f"triplet map on {spikes.n_units} units")
+            ds = TripletMap(bin_ms=cfg.triplets.bin_ms, alpha=cfg.triplets.alpha).fit(spikes)
+        sources = from_triplets(ds, where)
+        info["triplets"] = {"sources": sources.n,
+                            "excitatory_triplets": int(np.isin(ds["motif"].values.astype(str),
+                                                               ("E-all", "E-pair", "E-pairs")).sum())}  # fmt: skip
+        if sources.n == 0:
+            if cfg.if_empty == "error":
+                raise ConfigError(
+                    f"{where}: no triplet of the observed units is classified as excitatory common "
+                    f"input; set constraints.if_empty: unconstrained to run without this constraint"
+                )
+            say("the triplet map found no excitatory common input: no hidden sources")
+            sources = None
+        else:
+            say(f"{sources.n} hidden sources from {info['triplets']['excitatory_triplets']} excitatory triplets")
+        _keep_result(ds, "triplets", info)
+
+    if conns is None and sources is None:
+        return None
+    return _assemble(cfg, network, conns, sources, neuron_of, units, n_members, info)
+
+
+def _keep_result(ds: xr.Dataset, name: str, info: dict) -> None:
+    info.setdefault("_results", {})[name] = ds
+
+
+def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, neuron_of,
+              units, n_members, info) -> ConstraintSet:  # fmt: skip
+    observed = np.sort(np.array([neuron_of[int(u)] for u in units], np.int64))
+    if conns is not None:
+        pre = np.array([neuron_of[int(u)] for u in conns.pre], np.int64)
+        post = np.array([neuron_of[int(u)] for u in conns.post], np.int64)
+        order = np.lexsort((post, pre))
+        pre, post = pre[order], post[order]
+        psp, se = conns.psp_mv[order], conns.psp_se_mv[order]
+        exc = conns.excitatory[order]
+        rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(17,)))
+        draws = psp[None, :] + se[None, :] * rng.standard_normal((n_members, psp.size))
+        sign = np.where(exc, 1.0, -1.0)
+        # A draw of the other sign means no synapse in that member (never one of the other
+        # sign: Dale's type is the estimate's, not the draw's).
+        mag = np.clip(draws * sign, 0.0, MAX_DRAW_MV)
+        weights = np.empty_like(mag)
+        for k in range(psp.size):
+            weights[:, k] = weight_for_psp(network, np.full(n_members, post[k]), sign[k] * mag[:, k])[0]
+        syn = dict(syn_pre=pre, syn_post=post, syn_pre_unit=conns.pre[order],
+                   syn_post_unit=conns.post[order], syn_psp_mv=psp, syn_psp_se_mv=se,
+                   syn_delay_ms=conns.delay_ms[order], syn_excitatory=exc, synapse_weight=weights)  # fmt: skip
+    else:
+        e = np.empty(0)
+        syn = dict(syn_pre=e.astype(np.int64), syn_post=e.astype(np.int64),
+                   syn_pre_unit=e.astype(np.int64), syn_post_unit=e.astype(np.int64),
+                   syn_psp_mv=e, syn_psp_se_mv=e, syn_delay_ms=e, syn_excitatory=e.astype(bool),
+                   synapse_weight=np.zeros((n_members, 0)))  # fmt: skip
+    if sources is not None:
+        targets = [np.array([neuron_of[int(u)] for u in t], np.int64) for t in sources.targets]
+        amp = np.minimum(sources.amplitude_mv, MAX_DRAW_MV)
+        src_w = np.array([
+            weight_for_psp(network, t, np.full(t.size, a))[0].mean() for t, a in zip(targets, amp, strict=True)
+        ])  # fmt: skip
+        src = dict(src_ptr=np.concatenate([[0], np.cumsum([t.size for t in targets])]).astype(np.int64),
+                   src_post=np.concatenate(targets), source_rate_hz=sources.rate_hz,
+                   source_amplitude_mv=sources.amplitude_mv, source_weight=src_w)  # fmt: skip
+    else:
+        src = dict(src_ptr=np.zeros(1, np.int64), src_post=np.empty(0, np.int64),
+                   source_rate_hz=np.empty(0), source_amplitude_mv=np.empty(0), source_weight=np.empty(0))  # fmt: skip
+    results = info.pop("_results")
+    cs = ConstraintSet(observed=observed, info=info, **syn, **src)
+    cs.results = results  # the estimator Datasets, written next to the members by save_results
+    return cs
+
+
+def save_results(cs: ConstraintSet, run_path: Path) -> None:
+    """The estimators' results as Zarr stores in the run's ``constraints/`` folder."""
+    for name, ds in getattr(cs, "results", {}).items():
+        ds.to_zarr(Path(run_path) / FOLDER / f"{name}.zarr", mode="w")

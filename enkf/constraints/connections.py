@@ -1,0 +1,79 @@
+"""From a GLMCC result to the synapses among the observed neurons.
+
+Each significant directed connection of the result becomes one synapse: its PSP (mV) and
+the PSP's standard error (GLMCC's Laplace sd of J times the same mV-per-J calibration), its
+delay (GLMCC's d), its sign. Dale's law (:mod:`enkf.constraints.dale`) then types the
+presynaptic units and drops the links of the minority sign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from enkf.config import ConfigError
+from enkf.constraints.dale import assign_types
+
+
+@dataclass
+class Connections:
+    """Estimated connections among the observed units (unit ids of the recording).
+
+    pre, post : (k,) int64 unit ids; psp_mv, psp_se_mv (mV, signed PSP and its sd);
+    delay_ms (k,); excitatory (k,) bool; z (k,) |J|/se(J).
+    units : (n,) the result's unit ids; types : (n,) "E", "I" or "" by Dale's rule.
+    dropped : int, significant links dropped by Dale's rule.
+    """
+
+    pre: np.ndarray
+    post: np.ndarray
+    psp_mv: np.ndarray
+    psp_se_mv: np.ndarray
+    delay_ms: np.ndarray
+    excitatory: np.ndarray
+    z: np.ndarray
+    units: np.ndarray
+    types: np.ndarray
+    dropped: int
+
+    @property
+    def n(self) -> int:
+        return int(self.pre.size)
+
+
+def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc") -> Connections:
+    """The connections of a GLMCC result (``inference.GLMCC.fit`` Dataset).
+
+    ``default_types`` (n_units,) "E"/"I": the mapped model neurons' types, in the order of
+    ``ds.pre`` (used by Dale's rule on a tie).
+    """
+    if ds.attrs.get("kind") != "connectivity" or "significant" not in ds:
+        raise ConfigError(f"{where}: not a GLMCC result (no 'significant' connectivity)")
+    if "J_se" not in ds:
+        raise ConfigError(f"{where}: the GLMCC result has no J_se (standard errors); re-run spikeda glmcc")
+    units = ds["pre"].values
+    sig = ds["significant"].values.astype(bool)
+    i, j = np.nonzero(sig)
+    J = ds["J"].values[i, j]
+    se = ds["J_se"].values[i, j]
+    psp = ds["psp_mv"].values[i, j]
+    ok = np.isfinite(J) & np.isfinite(se) & (se > 0) & np.isfinite(psp) & (J != 0)
+    i, j, J, se, psp = i[ok], j[ok], J[ok], se[ok], psp[ok]
+    excitatory = J > 0
+    z = np.abs(J) / se
+    types, keep = assign_types(units[i], excitatory, z, units, np.asarray(default_types))
+    psp_se = np.abs(psp / J) * se  # the PSP is linear in J on each side
+    return Connections(
+        pre=units[i][keep].astype(np.int64),
+        post=units[j][keep].astype(np.int64),
+        psp_mv=psp[keep],
+        psp_se_mv=psp_se[keep],
+        delay_ms=ds["delay_ms"].values[i, j][keep],
+        excitatory=excitatory[keep],
+        z=z[keep],
+        units=units,
+        types=types,
+        dropped=int((~keep).sum()),
+    )

@@ -1,0 +1,75 @@
+"""From a triplet map to hidden excitatory sources.
+
+A triplet classified as excitatory common input gets sources: "E-all" one source to its
+three units, "E-pair" one to the named pair, "E-pairs" one to each of its three pairs. A
+source's rate is the motif's fitted source rate; its amplitude (mV) is the mean over its
+targets of the motif's amplitude (``motif_amplitude_mv``). Triplets overlap, so the same
+common input is seen more than once: sources with the same targets are merged (rates and
+amplitudes averaged), and a pair source inside the targets of a three-unit source is
+dropped (the three-unit source already gives that pair its common input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from enkf.config import ConfigError
+
+_PAIRS = {"12": (0, 1), "13": (0, 2), "23": (1, 2)}
+
+
+@dataclass
+class Sources:
+    """Hidden sources on the observed units.
+
+    targets : list of (k_s,) int64 unit ids; rate_hz, amplitude_mv : (n_src,);
+    n_triplets : (n_src,) how many excitatory triplets gave each source.
+    """
+
+    targets: list
+    rate_hz: np.ndarray
+    amplitude_mv: np.ndarray
+    n_triplets: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.targets)
+
+
+def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets") -> Sources:
+    """The sources of a classified triplet map (``inference.TripletMap.fit`` Dataset)."""
+    if ds.attrs.get("kind") != "triplets" or "motif" not in ds:
+        raise ConfigError(f"{where}: not a classified triplet-map result (no 'motif')")
+    if "motif_amplitude_mv" not in ds:
+        raise ConfigError(f"{where}: the triplet result has no motif amplitudes; re-run spikeda triplets")
+    units = ds["triplet_units"].values
+    motif = ds["motif"].values.astype(str)
+    pair = ds["motif_pair"].values.astype(str)
+    rate = ds["motif_source_rate_hz"].values
+    amp = ds["motif_amplitude_mv"].values
+    found: dict[tuple, list] = {}
+    for t in np.flatnonzero(np.isin(motif, ("E-all", "E-pair", "E-pairs"))):
+        if motif[t] == "E-all":
+            groups = [(0, 1, 2)]
+        elif motif[t] == "E-pair":
+            groups = [_PAIRS[pair[t]]]
+        else:
+            groups = list(_PAIRS.values())
+        for g in groups:
+            a = np.nanmean(amp[t, list(g)])
+            if not (np.isfinite(a) and a > 0 and np.isfinite(rate[t]) and rate[t] > 0):
+                continue
+            key = tuple(sorted(int(u) for u in units[t, list(g)]))
+            found.setdefault(key, []).append((rate[t], a))
+    triples = [k for k in found if len(k) == 3]
+    keys = [k for k in found if len(k) == 3 or not any(set(k) <= set(tr) for tr in triples)]
+    keys.sort(key=lambda k: (len(k), k))
+    return Sources(
+        targets=[np.array(k, np.int64) for k in keys],
+        rate_hz=np.array([np.mean([r for r, _ in found[k]]) for k in keys]),
+        amplitude_mv=np.array([np.mean([a for _, a in found[k]]) for k in keys]),
+        n_triplets=np.array([len(found[k]) for k in keys], np.int64),
+    )
