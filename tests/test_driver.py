@@ -253,12 +253,19 @@ def test_spikeda_plot_writes_the_run_figures(reference, tmp_path):
 
 def test_small_twin_recovers_the_truth(client, tmp_path):
     """The quickstart's recipe at test size (200 neurons, 24 members, 100 imaged neurons,
-    indegree regression, RTPS): every truth inside its posterior 95 % interval, and the
-    combination of parameters the data constrain best is ≥ 3× narrower than in the prior
-    and within 10 % of the truth (a log-space combination, so 10 % as a factor)."""
-    from enkf.driver.report import directions, posterior
+    indegree regression, RTPS; w_EE, the inhibitory synapses' scale g_I as a weight factor,
+    and the drive): every truth inside its posterior 95 % interval, and the parameter the
+    data identify here, w_EE, within 10 % of its truth and ≥ 3× narrower than the prior
+    (the quickstart's benchmark also holds the drive to this; 6 short windows do not)."""
+    from enkf.driver.report import posterior
 
     cfg = config(TWIN, **{
+        "parameters": [
+            {"name": "w_EE", "weight_scale": ["E", "E"], "prior": {"mean": 1.0, "sd": 0.2}},
+            {"name": "g_I", "weight_factor": [["I", "E"], ["I", "I"]], "prior": {"mean": 1.0, "sd": 0.2}},
+            {"name": "drive_pa", "bias_pa": ["E", "I"], "prior": {"mean": 180.0, "sd": 20.0}},
+        ],
+        "twin.truth": {"w_EE": 0.9, "g_I": 1.15, "drive_pa": 175.0},
         "observations.reduce": "indegree", "assimilation.inflation": {"kind": "rtps", "value": 0.5},
         "assimilation.members": 24, "assimilation.window_s": 2.0, "assimilation.start_s": 1.0,
         "assimilation.cycles": 6, "twin.observed_neurons": 100,
@@ -267,9 +274,9 @@ def test_small_twin_recovers_the_truth(client, tmp_path):
     s = posterior(ds)
     inside = (s["post_lo"] <= s["truth"]) & (s["truth"] <= s["post_hi"])
     assert inside.all(), dict(zip(s["names"], inside, strict=True))
-    best = directions(s)[0]
-    assert best["sd_ratio"] >= 3, best
-    assert abs(np.expm1(best["post_mean"] - best["truth"])) < 0.10, best
+    i = s["names"].index("w_EE")
+    assert abs(s["post_mean"][i] / s["truth"][i] - 1) < 0.10, s["post_mean"][i]
+    assert s["prior_sd"][i] / s["post_sd"][i] >= 3, s["prior_sd"][i] / s["post_sd"][i]
 
 
 def test_existing_scheduler_address_gives_the_same_run(client, reference, tmp_path):
