@@ -9,34 +9,237 @@ evaluates polynomials, no exponential integral.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 N_TERMS = 40  # |J u| ≤ 5: the 40th term is below 3·10⁻²² of the sum
 EDGE_TOL_MS = 1e-7  # lags this close to an integer are "on the edge" (times given to 0.01 ms)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _first_after(x, start, bound):
-    """Smallest k ≥ start with x[k] > bound (x sorted), by galloping then bisection: the
-    sweep's pointer skips long runs of a fast train in O(log run) instead of O(run)."""
-    n = x.shape[0]
-    if start >= n or x[start] > bound:
-        return start
-    lo, step = start, 1  # invariant: x[lo] ≤ bound
-    hi = lo + 1
-    while hi < n and x[hi] <= bound:
-        lo = hi
-        step *= 2
-        hi = lo + step
-    hi = min(hi, n)
-    lo += 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if x[mid] <= bound:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+@intrinsic
+def _popcount(typingctx, x):
+    """Set bits of a uint64 (one popcnt instruction)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+def block_ms(window_ms):
+    """Width B of the time blocks that index the trains: a whole number of ms above W, so a
+    lag |t| < W joins spikes in the same or adjacent blocks and t − B·g is exact."""
+    return float(np.floor(window_ms)) + 1.0
+
+
+@njit(cache=True, nogil=True)
+def block_offsets(times_ms, block, tau_ms):
+    """Block g = trunc(t/B) of every spike and v = (t − B·g)/τ.
+
+    B·g is a whole number, so t − B·g is exact (|t| < 2⁵³ ms) and |v| < B/τ: the lag
+    kernel factorises as e^{−(t₂ − t₁)/τ} = e^{−v₂}·e^{v₁}·e^{−B(g₂ − g₁)/τ} with one
+    exponential per spike instead of one per lag.
+    """
+    n = times_ms.shape[0]
+    g = np.empty(n, np.int64)
+    v = np.empty(n)
+    for i in range(n):
+        gi = int(times_ms[i] / block)
+        g[i] = gi
+        v[i] = (times_ms[i] - block * gi) / tau_ms
+    return g, v
+
+
+@njit(cache=True, nogil=True)
+def block_index(g, offsets):
+    """Rank index of the blocks of each train (CSR ``offsets``).
+
+    Shifts ``g`` in place to g − min g + 1 (≥ 1, so g ± 1 and g + 2 are valid). Returns
+    ``occ`` (U, nw) uint64, the bitmap of blocks holding a spike; ``base`` (U, nw), the
+    occupied blocks before each 64-block word; ``first`` (N + U,), per train u at
+    ``offsets[u] + u``: the position in the train of the first spike of its k-th occupied
+    block, then the train's length. The spikes of train u in blocks < b are then
+    ``first[rank(b)]``, rank(b) = base[b/64] + popcount(occ[b/64] below bit b mod 64):
+    O(1) per query, (T/B)/8 bytes per train.
+    """
+    N = g.shape[0]
+    U = offsets.shape[0] - 1
+    gmin = g.min() if N > 0 else 0
+    gmax = g.max() if N > 0 else 0
+    nw = ((gmax - gmin + 4) >> 6) + 1
+    occ = np.zeros((U, nw), np.uint64)
+    base = np.empty((U, nw), np.int64)
+    first = np.empty(N + U, np.int64)
+    for u in range(U):
+        o = offsets[u]
+        n = offsets[u + 1] - o
+        row = occ[u]
+        f = first[o + u : o + u + n + 1]
+        n_occ = 0
+        prev = -1
+        for k in range(n):
+            b = g[o + k] - gmin + 1
+            g[o + k] = b
+            row[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+            f[n_occ] = k
+            n_occ += b != prev  # a new block: keep k as its first spike
+            prev = b
+        f[n_occ] = n
+        s = 0
+        bs = base[u]
+        for w in range(nw):
+            bs[w] = s
+            s += _popcount(row[w])
+    return occ, base, first
+
+
+@njit(cache=True, nogil=True)
+def mixed_bins(window_ms, delays_ms):
+    """Bins (and the overflow bin M) whose lags are not all on one side of every ±d: their
+    lags add to S± one by one; every other bin adds its Σ e^{−|t|/τ} at once."""
+    M = int(round(2 * window_ms))
+    mixed = np.zeros(M + 1, np.bool_)
+    for k in range(M):
+        lo = k - window_ms - 1e-6
+        hi = k - window_ms + 1.0 + 1e-6
+        for q in range(delays_ms.shape[0]):
+            d = delays_ms[q]
+            if (lo < d < hi) or (lo < -d < hi):
+                mixed[k] = True
+    return mixed
+
+
+CHUNK = 256  # outer spikes per gathering pass (the candidate buffers stay in L1)
+
+
+@njit(cache=True, nogil=True)
+def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, base_in, first_in,
+                 sign, window_ms, block, delays_ms, tau_ms, min_lag_ms, mixed):  # fmt: skip
+    """Histogram and kernel sums of the lags t = sign·(x_in − x_out) in (−W, W).
+
+    ``g_*`` are block indices (:func:`block_index`), ``p_* = e^{v}``, ``q_* = e^{−v}``
+    (:func:`block_offsets`; None: one exp per lag) and ``occ_in``/``base_in``/``first_in``
+    the rank index of the inner train.
+
+    Per chunk of outer spikes, a branch-free pass lists those with an inner spike in the
+    adjacent blocks (about a third of them at a few Hz) with their first candidate, and
+    apart the few with more; one loop then bins all candidates, branch-free but for lags on
+    a bin edge or in a bin that straddles a delay (rare): the others add (1, e^{−|t|/τ}) to
+    their bin, or to bin M outside (−W, W), and S± are summed from the bins at the end. The
+    hot loops call no function that takes an array (numba would reference-count it per
+    call).
+    """
+    W = window_ms
+    M = int(round(2 * W))
+    nd = delays_ms.shape[0]
+    hist = np.zeros(M + 1)  # lags per bin; bin M: candidates outside (−W, W)
+    e_bin = np.zeros(M + 1)  # Σ e^{−|t|/τ} per bin
+    s_plus = np.zeros(nd)
+    s_minus = np.zeros(nd)
+    f_up = np.exp(block / tau_ms)  # e^{−B·Δg/τ} at Δg = −1, and its inverse at Δg = 1
+    f_dn = np.exp(-block / tau_ms)
+    n_lags = 0
+    one_i = np.empty(CHUNK, np.int64)
+    one_j = np.empty(CHUNK, np.int64)
+    more_i = np.empty(CHUNK, np.int64)
+    more_lo = np.empty(CHUNK, np.int64)
+    more_hi = np.empty(CHUNK, np.int64)
+    ext_i = np.empty(CHUNK, np.int64)
+    ext_j = np.empty(CHUNK, np.int64)
+    one = np.uint64(1)
+    three = np.uint64(3)
+    six = np.uint64(6)
+    low = np.uint64(63)
+    n_out = x_out.shape[0]
+    for c0 in range(0, n_out, CHUNK):
+        m1 = 0
+        m2 = 0
+        for i in range(c0, min(c0 + CHUNK, n_out)):
+            # inner spikes in blocks b − 1 … b + 1: first[rank(b − 1)] … first[rank(b + 2)]
+            b = np.uint64(g_out[np.uint64(i)] - 1)  # ≥ 0; unsigned: no index wraparound
+            w = b >> six
+            rank = base_in[w] + np.int64(_popcount(occ_in[w] & ((one << (b & low)) - one)))
+            lo = first_in[np.uint64(rank)]
+            b += three
+            w = b >> six
+            rank = base_in[w] + np.int64(_popcount(occ_in[w] & ((one << (b & low)) - one)))
+            hi = first_in[np.uint64(rank)]
+            u1 = np.uint64(m1)
+            one_i[u1] = i
+            one_j[u1] = lo
+            m1 += hi > lo
+            u2 = np.uint64(m2)
+            more_i[u2] = i
+            more_lo[u2] = lo + 1
+            more_hi[u2] = hi
+            m2 += hi > lo + 1
+        n_ext = 0
+        for a in range(m2):
+            n_ext += more_hi[a] - more_lo[a]
+        if n_ext > ext_i.shape[0]:
+            ext_i = np.empty(2 * n_ext, np.int64)
+            ext_j = np.empty(2 * n_ext, np.int64)
+        n_ext = 0
+        for a in range(m2):
+            for j in range(more_lo[a], more_hi[a]):
+                ext_i[n_ext] = more_i[a]
+                ext_j[n_ext] = j
+                n_ext += 1
+        for a in range(m1 + n_ext):
+            # unsigned indices: numba adds no negative-index wraparound to each access
+            if a < m1:
+                i = np.uint64(one_i[a])
+                j = np.uint64(one_j[a])
+            else:
+                i = np.uint64(ext_i[a - m1])
+                j = np.uint64(ext_j[a - m1])
+            dx = x_in[j] - x_out[i]
+            if p_in is None:
+                e = np.exp(-abs(dx) / tau_ms)
+            else:
+                dg = g_in[j] - g_out[i]  # −1, 0 or 1
+                fwd = q_in[j] * p_out[i] * (f_dn if dg > 0 else (f_up if dg < 0 else 1.0))
+                bwd = p_in[j] * q_out[i] * (f_up if dg > 0 else (f_dn if dg < 0 else 1.0))
+                e = min(fwd, bwd)  # e^{−dx/τ} or e^{dx/τ}: the one ≤ 1, no branch on dx
+            t = sign * dx
+            at = abs(t)
+            valid = np.int64((at < W) & (at >= min_lag_ms))
+            n_lags += valid
+            x = t + W
+            k = np.uint64(min(max(int(np.floor(x)), 0), M - 1))
+            r = np.floor(x + 0.5)
+            edge = (abs(x - r) < EDGE_TOL_MS) & (r > 0) & (r < M)
+            if (valid & (edge | mixed[k])) != 0:
+                if edge:  # a lag on a bin edge adds 0.5 to both neighbours
+                    kk = int(r)
+                    hist[kk - 1] += 0.5
+                    hist[kk] += 0.5
+                else:
+                    hist[k] += 1.0
+                for q in range(nd):
+                    if t > delays_ms[q]:
+                        s_plus[q] += e
+                    elif t < -delays_ms[q]:
+                        s_minus[q] += e
+            else:
+                kv = np.uint64(M - valid * (M - np.int64(k)))  # k, or M outside the window
+                hist[kv] += 1.0
+                e_bin[kv] += e
+    for q in range(nd):
+        d = delays_ms[q]
+        sp = s_plus[q]
+        sm = s_minus[q]
+        for k in range(M):
+            if not mixed[k]:
+                if k - W > d:
+                    sp += e_bin[k]
+                elif k - W + 1.0 < -d:
+                    sm += e_bin[k]
+        scale = np.exp(d / tau_ms)  # e^{−(t−d)/τ} = e^{d/τ}·e^{−t/τ}
+        s_plus[q] = sp * scale
+        s_minus[q] = sm * scale
+    return hist[:M].copy(), s_plus, s_minus, n_lags
 
 
 @njit(cache=True, nogil=True)
@@ -52,83 +255,72 @@ def pair_statistics(pre_ms, post_ms, window_ms, delays_ms, tau_ms, min_lag_ms):
         Σ_{t > d} exp(−(t − d)/τ) and Σ_{t < −d} exp((t + d)/τ) for each delay d.
     n_lags : int
     """
-    W = window_ms
-    M = int(round(2 * W))
-    counts = np.zeros(M)
-    nd = delays_ms.shape[0]
-    s_plus = np.zeros(nd)
-    s_minus = np.zeros(nd)
-    d_min = delays_ms.min() if nd > 0 else np.inf
-    n_lags = 0
-    # The outer loop runs over the sparser train (the sweep costs one step per outer spike
-    # and a gallop over the other); t = sign·(inner − outer) stays t_post − t_pre.
-    if pre_ms.shape[0] <= post_ms.shape[0]:
-        outer, inner, sign = pre_ms, post_ms, 1.0
-    else:
-        outer, inner, sign = post_ms, pre_ms, -1.0
-    lo = 0
-    n_inner = inner.shape[0]
-    for i in range(outer.shape[0]):
-        t0 = outer[i]
-        lo = _first_after(inner, lo, t0 - W)
-        j = lo
-        while j < n_inner and inner[j] < t0 + W:
-            t = sign * (inner[j] - t0)
-            j += 1
-            if t <= -W or t >= W or abs(t) < min_lag_ms:
-                continue
-            n_lags += 1
-            x = t + W
-            r = np.floor(x + 0.5)
-            if abs(x - r) < EDGE_TOL_MS and 0 < r < M:
-                k = int(r)
-                counts[k - 1] += 0.5
-                counts[k] += 0.5
-            else:
-                k = min(max(int(np.floor(x)), 0), M - 1)
-                counts[k] += 1.0
-            # One exponential per lag serves every delay: e^{−(t−d)/τ} = e^{d/τ}·e^{−t/τ}.
-            if t > d_min:
-                e = np.exp(-t / tau_ms)
-                for q in range(nd):
-                    if t > delays_ms[q]:
-                        s_plus[q] += e
-            elif t < -d_min:
-                e = np.exp(t / tau_ms)
-                for q in range(nd):
-                    if t < -delays_ms[q]:
-                        s_minus[q] += e
-    for q in range(nd):
-        scale = np.exp(delays_ms[q] / tau_ms)
-        s_plus[q] *= scale
-        s_minus[q] *= scale
-    return counts, s_plus, s_minus, n_lags
+    times = np.concatenate((pre_ms, post_ms))
+    offsets = np.array([0, pre_ms.shape[0], times.shape[0]])
+    block = np.floor(window_ms) + 1.0
+    g, v = block_offsets(times, block, tau_ms)
+    p = np.exp(v)
+    q = np.exp(-v)
+    occ, base, first = block_index(g, offsets)
+    return _pair_by_index(times, g, p, q, occ, base, first, offsets, 0, 1, window_ms, block,
+                          delays_ms, tau_ms, min_lag_ms, mixed_bins(window_ms, delays_ms))  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _pair_by_index(times, g, p, q, occ, base, first, offsets, a, b, window_ms, block, delays_ms,
+                   tau_ms, min_lag_ms, mixed):  # fmt: skip
+    """Lags t = t_b − t_a of trains a and b; the sweep runs over the sparser of the two."""
+    sign = 1.0
+    if offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b]:
+        a, b, sign = b, a, -1.0
+    oa, ea, ob, eb = offsets[a], offsets[a + 1], offsets[b], offsets[b + 1]
+    if block / tau_ms > 100.0:  # the factors e^{±v} could overflow: one exp per lag
+        return _pair_kernel(times[oa:ea], g[oa:ea], None, None, times[ob:eb], g[ob:eb], None,
+                            None, occ[b], base[b], first[ob + b : eb + b + 1], sign, window_ms,
+                            block, delays_ms, tau_ms, min_lag_ms, mixed)  # fmt: skip
+    return _pair_kernel(times[oa:ea], g[oa:ea], p[oa:ea], q[oa:ea], times[ob:eb], g[ob:eb],
+                        p[ob:eb], q[ob:eb], occ[b], base[b], first[ob + b : eb + b + 1], sign,
+                        window_ms, block, delays_ms, tau_ms, min_lag_ms, mixed)  # fmt: skip
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def all_pair_statistics(times_ms, offsets, pairs, window_ms, delays_ms, tau_ms, min_lag_ms):
-    """:func:`pair_statistics` for every (pre, post) row of ``pairs`` (P, 2), in parallel.
-
-    ``times_ms``/``offsets`` is the CSR spike-train layout in ms. Cost O(spikes × window).
-    """
+def _all_pairs(times, g, p, q, occ, base, first, offsets, pairs, window_ms, block, delays_ms,
+               tau_ms, min_lag_ms):  # fmt: skip
     P = pairs.shape[0]
     M = int(round(2 * window_ms))
     nd = delays_ms.shape[0]
+    mixed = mixed_bins(window_ms, delays_ms)
     counts = np.zeros((P, M))
     s_plus = np.zeros((P, nd))
     s_minus = np.zeros((P, nd))
     n_lags = np.zeros(P, np.int64)
-    for p in prange(P):
-        a, b = pairs[p, 0], pairs[p, 1]
-        c, sp, sm, n = pair_statistics(
-            times_ms[offsets[a] : offsets[a + 1]], times_ms[offsets[b] : offsets[b + 1]],
-            window_ms, delays_ms, tau_ms, min_lag_ms,
-        )  # fmt: skip
-        counts[p] = c
-        s_plus[p] = sp
-        s_minus[p] = sm
-        n_lags[p] = n
+    for k in prange(P):
+        c, sp, sm, n = _pair_by_index(times, g, p, q, occ, base, first, offsets, pairs[k, 0],
+                                      pairs[k, 1], window_ms, block, delays_ms, tau_ms,
+                                      min_lag_ms, mixed)  # fmt: skip
+        counts[k] = c
+        s_plus[k] = sp
+        s_minus[k] = sm
+        n_lags[k] = n
     return counts, s_plus, s_minus, n_lags
+
+
+def all_pair_statistics(times_ms, offsets, pairs, window_ms, delays_ms, tau_ms, min_lag_ms):
+    """:func:`pair_statistics` for every (pre, post) row of ``pairs`` (P, 2), in parallel.
+
+    ``times_ms``/``offsets`` is the CSR spike-train layout in ms. Cost O(spikes × window):
+    per pair one branch-free pass over the sparser train and O(1) work per lag; the block
+    index and the e^{±v} (numpy's vectorised exp) are built once for all trains.
+    """
+    times_ms = np.ascontiguousarray(times_ms, dtype=np.float64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    block = block_ms(window_ms)
+    g, v = block_offsets(times_ms, block, float(tau_ms))
+    p = np.exp(v)
+    q = np.exp(np.negative(v, out=v), out=v)
+    occ, base, first = block_index(g, offsets)
+    return _all_pairs(times_ms, g, p, q, occ, base, first, offsets, pairs, float(window_ms),
+                      block, delays_ms, float(tau_ms), float(min_lag_ms))  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
