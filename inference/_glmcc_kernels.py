@@ -13,6 +13,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 N_TERMS = 40  # |J u| ≤ 5: the 40th term is below 3·10⁻²² of the sum
+SUB = 4  # blocks per W: lags |t| < W join spikes at most SUB blocks apart
 EDGE_TOL_MS = 1e-7  # lags this close to an integer are "on the edge" (times given to 0.01 ms)
 
 
@@ -28,16 +29,17 @@ def _popcount(typingctx, x):
 
 
 def block_ms(window_ms):
-    """Width B of the time blocks that index the trains: a whole number of ms above W, so a
-    lag |t| < W joins spikes in the same or adjacent blocks and t − B·g is exact."""
-    return float(np.floor(window_ms)) + 1.0
+    """Width B of the time blocks that index the trains: (⌊W⌋ + 1)/SUB, so a lag |t| < W
+    joins spikes at most SUB blocks apart, and B·g is a multiple of 1/SUB ms (SUB a power of
+    two), which keeps t − B·g exact."""
+    return (float(np.floor(window_ms)) + 1.0) / SUB
 
 
 @njit(cache=True, nogil=True)
 def block_offsets(times_ms, block, tau_ms):
     """Block g = trunc(t/B) of every spike and v = (t − B·g)/τ.
 
-    B·g is a whole number, so t − B·g is exact (|t| < 2⁵³ ms) and |v| < B/τ: the lag
+    B·g is a multiple of 1/SUB ms, so t − B·g is exact (|t| < 2⁵¹ ms) and |v| < B/τ: the lag
     kernel factorises as e^{−(t₂ − t₁)/τ} = e^{−v₂}·e^{v₁}·e^{−B(g₂ − g₁)/τ} with one
     exponential per spike instead of one per lag.
     """
@@ -55,7 +57,7 @@ def block_offsets(times_ms, block, tau_ms):
 def block_index(g, offsets):
     """Rank index of the blocks of each train (CSR ``offsets``).
 
-    Shifts ``g`` in place to g − min g + 1 (≥ 1, so g ± 1 and g + 2 are valid). Returns
+    Shifts ``g`` in place to g − min g + SUB (so g − SUB … g + SUB + 1 are valid). Returns
     ``occ`` (U, nw) uint64, the bitmap of blocks holding a spike; ``base`` (U, nw), the
     occupied blocks before each 64-block word; ``first`` (N + U,), per train u at
     ``offsets[u] + u``: the position in the train of the first spike of its k-th occupied
@@ -67,7 +69,7 @@ def block_index(g, offsets):
     U = offsets.shape[0] - 1
     gmin = g.min() if N > 0 else 0
     gmax = g.max() if N > 0 else 0
-    nw = ((gmax - gmin + 4) >> 6) + 1
+    nw = ((gmax - gmin + 2 * SUB + 2) >> 6) + 1
     occ = np.zeros((U, nw), np.uint64)
     base = np.empty((U, nw), np.int64)
     first = np.empty(N + U, np.int64)
@@ -79,7 +81,7 @@ def block_index(g, offsets):
         n_occ = 0
         prev = -1
         for k in range(n):
-            b = g[o + k] - gmin + 1
+            b = g[o + k] - gmin + SUB
             g[o + k] = b
             row[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
             f[n_occ] = k
@@ -123,7 +125,7 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
     the rank index of the inner train.
 
     Per chunk of outer spikes, a branch-free pass lists those with an inner spike in the
-    adjacent blocks (about a third of them at a few Hz) with their first candidate, and
+    blocks within SUB (about a third of them at a few Hz) with their first candidate, and
     apart the few with more; one loop then bins all candidates, branch-free but for lags on
     a bin edge or in a bin that straddles a delay (rare): the others add (1, e^{−|t|/τ}) to
     their bin, or to bin M outside (−W, W), and S± are summed from the bins at the end. The
@@ -137,8 +139,7 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
     e_bin = np.zeros(M + 1)  # Σ e^{−|t|/τ} per bin
     s_plus = np.zeros(nd)
     s_minus = np.zeros(nd)
-    f_up = np.exp(block / tau_ms)  # e^{−B·Δg/τ} at Δg = −1, and its inverse at Δg = 1
-    f_dn = np.exp(-block / tau_ms)
+    fac = np.exp(-block / tau_ms * np.arange(-SUB, SUB + 1.0))  # e^{−B·Δg/τ} at Δg + SUB
     n_lags = 0
     one_i = np.empty(CHUNK, np.int64)
     one_j = np.empty(CHUNK, np.int64)
@@ -148,7 +149,8 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
     ext_i = np.empty(CHUNK, np.int64)
     ext_j = np.empty(CHUNK, np.int64)
     one = np.uint64(1)
-    three = np.uint64(3)
+    two = np.uint64(SUB)
+    five = np.uint64(2 * SUB + 1)
     six = np.uint64(6)
     low = np.uint64(63)
     n_out = x_out.shape[0]
@@ -156,12 +158,12 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
         m1 = 0
         m2 = 0
         for i in range(c0, min(c0 + CHUNK, n_out)):
-            # inner spikes in blocks b − 1 … b + 1: first[rank(b − 1)] … first[rank(b + 2)]
-            b = np.uint64(g_out[np.uint64(i)] - 1)  # ≥ 0; unsigned: no index wraparound
+            # inner spikes in blocks b ± SUB: first[rank(b − SUB)] … first[rank(b + SUB + 1)]
+            b = np.uint64(g_out[np.uint64(i)]) - two  # ≥ 0; unsigned: no index wraparound
             w = b >> six
             rank = base_in[w] + np.int64(_popcount(occ_in[w] & ((one << (b & low)) - one)))
             lo = first_in[np.uint64(rank)]
-            b += three
+            b += five
             w = b >> six
             rank = base_in[w] + np.int64(_popcount(occ_in[w] & ((one << (b & low)) - one)))
             hi = first_in[np.uint64(rank)]
@@ -198,9 +200,9 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
             if p_in is None:
                 e = np.exp(-abs(dx) / tau_ms)
             else:
-                dg = g_in[j] - g_out[i]  # −1, 0 or 1
-                fwd = q_in[j] * p_out[i] * (f_dn if dg > 0 else (f_up if dg < 0 else 1.0))
-                bwd = p_in[j] * q_out[i] * (f_up if dg > 0 else (f_dn if dg < 0 else 1.0))
+                dg = g_in[j] - g_out[i]  # −SUB … SUB
+                fwd = q_in[j] * p_out[i] * fac[np.uint64(SUB + dg)]
+                bwd = p_in[j] * q_out[i] * fac[np.uint64(SUB - dg)]
                 e = min(fwd, bwd)  # e^{−dx/τ} or e^{dx/τ}: the one ≤ 1, no branch on dx
             t = sign * dx
             at = abs(t)
@@ -257,7 +259,7 @@ def pair_statistics(pre_ms, post_ms, window_ms, delays_ms, tau_ms, min_lag_ms):
     """
     times = np.concatenate((pre_ms, post_ms))
     offsets = np.array([0, pre_ms.shape[0], times.shape[0]])
-    block = np.floor(window_ms) + 1.0
+    block = (np.floor(window_ms) + 1.0) / SUB
     g, v = block_offsets(times, block, tau_ms)
     p = np.exp(v)
     q = np.exp(-v)
@@ -274,7 +276,7 @@ def _pair_by_index(times, g, p, q, occ, base, first, offsets, a, b, window_ms, b
     if offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b]:
         a, b, sign = b, a, -1.0
     oa, ea, ob, eb = offsets[a], offsets[a + 1], offsets[b], offsets[b + 1]
-    if block / tau_ms > 100.0:  # the factors e^{±v} could overflow: one exp per lag
+    if block / tau_ms > 50.0:  # products of e^{±v} and e^{±B·SUB/τ} could overflow: exp per lag
         return _pair_kernel(times[oa:ea], g[oa:ea], None, None, times[ob:eb], g[ob:eb], None,
                             None, occ[b], base[b], first[ob + b : eb + b + 1], sign, window_ms,
                             block, delays_ms, tau_ms, min_lag_ms, mixed)  # fmt: skip
@@ -317,7 +319,7 @@ def all_pair_statistics(times_ms, offsets, pairs, window_ms, delays_ms, tau_ms, 
     block = block_ms(window_ms)
     g, v = block_offsets(times_ms, block, float(tau_ms))
     p = np.exp(v)
-    q = np.exp(np.negative(v, out=v), out=v)
+    q = np.divide(1.0, p, out=v)
     occ, base, first = block_index(g, offsets)
     return _all_pairs(times_ms, g, p, q, occ, base, first, offsets, pairs, float(window_ms),
                       block, delays_ms, float(tau_ms), float(min_lag_ms))  # fmt: skip
