@@ -46,10 +46,12 @@ def block_offsets(times_ms, block, tau_ms):
     n = times_ms.shape[0]
     g = np.empty(n, np.int64)
     v = np.empty(n)
+    inv_block = 1.0 / block  # products, not divisions: the loop vectorises; g only needs
+    inv_tau = 1.0 / tau_ms  # to be monotone in t (blocks of width B up to rounding)
     for i in range(n):
-        gi = int(times_ms[i] / block)
+        gi = int(times_ms[i] * inv_block)
         g[i] = gi
-        v[i] = (times_ms[i] - block * gi) / tau_ms
+        v[i] = (times_ms[i] - block * gi) * inv_tau
     return g, v
 
 
@@ -71,8 +73,8 @@ def block_index(g, offsets):
     gmax = g.max() if N > 0 else 0
     nw = ((gmax - gmin + 2 * SUB + 2) >> 6) + 1
     occ = np.zeros((U, nw), np.uint64)
-    base = np.empty((U, nw), np.int64)
-    first = np.empty(N + U, np.int64)
+    base = np.empty((U, nw), np.int32)
+    first = np.empty(N + U, np.int32)
     for u in range(U):
         o = offsets[u]
         n = offsets[u + 1] - o
@@ -83,7 +85,8 @@ def block_index(g, offsets):
         for k in range(n):
             b = g[o + k] - gmin + SUB
             g[o + k] = b
-            row[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+            ub = np.uint64(b)
+            row[ub >> np.uint64(6)] |= np.uint64(1) << (ub & np.uint64(63))
             f[n_occ] = k
             n_occ += b != prev  # a new block: keep k as its first spike
             prev = b
