@@ -142,6 +142,7 @@ class ConstraintSet:
             },
             attrs={"info": json.dumps(self.info)},
         )  # fmt: skip
+        _folder(run_path)
         ds.to_zarr(Path(run_path) / FOLDER / "members.zarr", mode="w")
 
     @classmethod
@@ -160,6 +161,16 @@ class ConstraintSet:
             source_rate_hz=v("source_rate_hz"), source_amplitude_mv=v("source_amplitude_mv"),
             source_weight=v("source_weight"), info=json.loads(ds.attrs["info"]),
         )  # fmt: skip
+
+
+def _folder(run_path) -> Path:
+    """``constraints/`` as a Zarr group of the run, so that readers of run.zarr see a
+    group of stores rather than a folder they do not know."""
+    import zarr
+
+    path = Path(run_path) / FOLDER
+    zarr.open_group(path, mode="a")
+    return path
 
 
 def member_network(spec, seed: int, structure: dict) -> Network:
@@ -218,7 +229,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
     """Run or read the estimators and build the constraints (None: nothing to constrain and
     ``if_empty: unconstrained``). ``plan`` is the run's ObservationPlan (its store and the
     map of store units to model neurons)."""
-    from inference import GLMCC, TripletMap
+    from inference import GLMCC
 
     spikes, resolution = estimator_spikes(plan, until_s)
     units = np.asarray(plan.store_ids)
@@ -281,7 +292,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             _check_units(np.unique(ds["triplet_units"].values), units, where, cfg.triplets.result)
         else:
             say(f"triplet map on {spikes.n_units} units")
-            ds = TripletMap(bin_ms=cfg.triplets.bin_ms, alpha=cfg.triplets.alpha).fit(spikes)
+            ds = _classified_triplets(spikes, cfg.triplets)
         sources = from_triplets(ds, where)
         info["triplets"] = {"sources": sources.n,
                             "excitatory_triplets": int(np.isin(ds["motif"].values.astype(str),
@@ -301,6 +312,56 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
     if conns is None and sources is None:
         return None
     return _assemble(cfg, network, conns, sources, neuron_of, units, n_members, info)
+
+
+def _classified_triplets(spikes, cfg) -> xr.Dataset:
+    """The triplet map, with motifs for the triplets that can show excitatory common input.
+
+    A pair is coupled when its θ_ij is significantly positive (one-sided, level ``alpha``
+    over the number of pairs, in every triplet that holds it: the median z). Classified:
+    every triplet whose three pairs are coupled (candidates for E-all and E-pairs), and for
+    each coupled pair one triplet, with the third unit least coupled to both (candidates
+    for E-pair). Classifying all triplets of 60 units (34 220) would take half an hour, and
+    a triplet without a coupled pair cannot be labelled excitatory anyway.
+    """
+    from scipy.stats import norm
+
+    from inference import TripletMap
+    from inference.triplet_motifs import classify_dataset
+
+    ds = TripletMap(bin_ms=cfg.bin_ms, alpha=cfg.alpha, classify=False).fit(spikes)
+    units = ds["triplet_units"].values
+    z = np.nan_to_num((ds["theta_ij"] / ds["se_theta_ij"]).values, nan=-np.inf)
+    n = spikes.n_units
+    pos = {int(u): i for i, u in enumerate(spikes.unit_ids)}
+    idx = np.vectorize(pos.get)(units)
+    Z = np.full((n, n), -np.inf)
+    for k, (a, b) in enumerate(((0, 1), (0, 2), (1, 2))):
+        # a pair's z is the same statistic in every triplet up to the third unit: the median
+        pairs = np.column_stack([idx[:, a], idx[:, b]])
+        order = np.lexsort((z[:, k], pairs[:, 1], pairs[:, 0]))
+        p, zz = pairs[order], z[order, k]
+        starts = np.flatnonzero(np.r_[True, (np.diff(p, axis=0) != 0).any(axis=1)])
+        ends = np.r_[starts[1:], p.shape[0]]
+        for s_, e_ in zip(starts, ends, strict=True):
+            i, j = p[s_]
+            Z[i, j] = Z[j, i] = max(Z[i, j], zz[(s_ + e_) // 2])
+    coupled = Z > norm.isf(cfg.alpha / max(n * (n - 1) / 2, 1))
+    c = coupled[idx[:, 0], idx[:, 1]], coupled[idx[:, 0], idx[:, 2]], coupled[idx[:, 1], idx[:, 2]]
+    chosen = set(np.flatnonzero(c[0] & c[1] & c[2]).tolist())
+    lookup = {tuple(sorted(t)): k for k, t in enumerate(idx.tolist())}
+    for i, j in zip(*np.nonzero(np.triu(coupled, 1)), strict=True):
+        others = [m for m in range(n) if m not in (i, j)]
+        if others:
+            m = min(others, key=lambda q: max(Z[i, q], Z[j, q]))
+            chosen.add(lookup[tuple(sorted((i, j, m)))])
+    candidates = np.array(sorted(chosen), dtype=np.int64)
+    out = classify_dataset(ds.isel(triplet=candidates))
+    out.attrs["classified"] = (
+        f"{candidates.size} of {ds.sizes['triplet']} triplets "
+        f"({int(np.triu(coupled, 1).sum())} coupled pairs at α = {cfg.alpha} over pairs)"
+    )
+    return out
 
 
 def _keep_result(ds: xr.Dataset, name: str, info: dict) -> None:
@@ -356,4 +417,4 @@ def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, 
 def save_results(cs: ConstraintSet, run_path: Path) -> None:
     """The estimators' results as Zarr stores in the run's ``constraints/`` folder."""
     for name, ds in getattr(cs, "results", {}).items():
-        ds.to_zarr(Path(run_path) / FOLDER / f"{name}.zarr", mode="w")
+        ds.to_zarr(_folder(run_path) / f"{name}.zarr", mode="w")

@@ -1,7 +1,8 @@
 """From a GLMCC result to the synapses among the observed neurons.
 
 Each significant directed connection of the result becomes one synapse: its PSP (mV) and
-the PSP's standard error (GLMCC's Laplace sd of J times the same mV-per-J calibration), its
+the PSP's standard error (GLMCC's Laplace sd of J times the same mV-per-J calibration; for
+a J on its clip bound, the sd its test implies), its
 delay (GLMCC's d), its sign. Dale's law (:mod:`enkf.constraints.dale`) then types the
 presynaptic units and drops the links of the minority sign.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+from scipy.stats import norm
 
 from enkf.config import ConfigError
 from enkf.constraints.dale import assign_types
@@ -43,6 +45,21 @@ class Connections:
         return int(self.pre.size)
 
 
+def _standard_errors(ds: xr.Dataset, i, j, J) -> np.ndarray:
+    """se(J) of links (i, j): GLMCC's Laplace sd; for a J on its clip bound (no Laplace sd:
+    the strongest inhibitions sit at J = −3) the sd the test implies: the Wald threshold
+    over z_α, or |J|/√(LR statistic)."""
+    se = ds["J_se"].values[i, j].astype(float)
+    missing = ~np.isfinite(se)
+    if missing.any():
+        if "J_threshold" in ds:
+            z_alpha = norm.isf(float(ds.attrs.get("alpha", 1e-3)) / 2)
+            se[missing] = ds["J_threshold"].values[i, j][missing] / z_alpha
+        elif "lr_stat" in ds:
+            se[missing] = np.abs(J[missing]) / np.sqrt(ds["lr_stat"].values[i, j][missing])
+    return se
+
+
 def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc") -> Connections:
     """The connections of a GLMCC result (``inference.GLMCC.fit`` Dataset).
 
@@ -57,7 +74,7 @@ def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc") 
     sig = ds["significant"].values.astype(bool)
     i, j = np.nonzero(sig)
     J = ds["J"].values[i, j]
-    se = ds["J_se"].values[i, j]
+    se = _standard_errors(ds, i, j, J)
     psp = ds["psp_mv"].values[i, j]
     ok = np.isfinite(J) & np.isfinite(se) & (se > 0) & np.isfinite(psp) & (J != 0)
     i, j, J, se, psp = i[ok], j[ok], J[ok], se[ok], psp[ok]

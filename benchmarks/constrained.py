@@ -1,0 +1,256 @@
+"""Connectivity constraints, with and without: the constrained twin over seeds.
+
+Runs ``configs/twin_constrained.yaml`` as written (GLMCC + triplet-map constraints) and with
+its ``constraints`` block removed, for each assimilation seed (the truth, its recording and
+the members' network are the same in every run), on one LocalCluster, and reports for both:
+
+- parameter recovery at the last assimilated cycle (truth, prior and posterior mean with
+  95 % interval, sd ratio prior/posterior in the transformed space);
+- connectivity among the 60 recorded neurons implied by the posterior ensemble (a directed
+  synapse is present where more than half of the members have it, with its sign) against
+  the truth's synapses: MCC of presence, and MCC of E and of I links;
+- held-out prediction: the RMSE of the ensemble-mean prediction of each recorded neuron's
+  window-mean (Anscombe) spike count over the held-out windows (never assimilated), and
+  the RMSE of the predicted pairwise synchrony (coincidences within ±5 ms per second,
+  minus chance) over all recorded pairs, predicted by the posterior ensemble simulated over
+  the held-out interval, against the truth's held-out spikes;
+- the run time of both.
+
+    python benchmarks/constrained.py [--seeds 1 2 3] [--members 100] [--out results/constrained.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from enkf.driver import open_run  # noqa: E402
+from enkf.driver.run import load, start  # noqa: E402
+from enkf.driver.twin import truth_network  # noqa: E402
+from enkf.run_config import parse_run_config  # noqa: E402
+from model import advance, initial_state  # noqa: E402
+from observations import open_store  # noqa: E402
+
+CONFIG = ROOT / "configs" / "twin_constrained.yaml"
+SYNC_MS = 5.0
+
+
+def config_text(seed: int, constrained: bool, members: int) -> str:
+    text = CONFIG.read_text()
+    text = re.sub(r"(\n  seed: )1\n(cluster)", rf"\g<1>{seed}\n\2", text)  # constraints.seed
+    text = re.sub(r"(assimilation:(?:\n  .*)*?\n  seed: )\d+", rf"\g<1>{seed}", text)
+    text = re.sub(r"members: \d+", f"members: {members}", text)
+    if not constrained:
+        text = re.sub(r"\nconstraints:\n(?:  .*\n)+", "\n", text)
+    return text
+
+
+def mcc(pred: np.ndarray, true: np.ndarray) -> float:
+    tp = float((pred & true).sum())
+    tn = float((~pred & ~true).sum())
+    fp = float((pred & ~true).sum())
+    fn = float((~pred & true).sum())
+    den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return (tp * tn - fp * fn) / den if den > 0 else 0.0
+
+
+def signed_matrix(pre, post, excitatory, index) -> np.ndarray:
+    """(n, n) matrix among recorded neurons: +1 E link, −1 I link, 0 none."""
+    n = len(index)
+    W = np.zeros((n, n), np.int8)
+    for a, b, e in zip(pre, post, excitatory, strict=True):
+        if a in index and b in index:
+            W[index[a], index[b]] = 1 if e else -1
+    return W
+
+
+def truth_links(cfg, network, observed) -> np.ndarray:
+    tn = truth_network(cfg, network)
+    index = {int(u): i for i, u in enumerate(observed)}
+    pre = np.repeat(np.arange(tn.n), np.diff(tn.syn_ptr))
+    keep = np.isin(pre, observed) & np.isin(tn.syn_post, observed)
+    return signed_matrix(pre[keep], tn.syn_post[keep], tn.excitatory[pre[keep]], index)
+
+
+def ensemble_links(driver, observed) -> np.ndarray:
+    """Links the posterior ensemble implies (majority of members)."""
+    index = {int(u): i for i, u in enumerate(observed)}
+    net = driver.network
+    pre = np.repeat(np.arange(net.n), np.diff(net.syn_ptr))
+    keep = np.isin(pre, observed) & np.isin(net.syn_post, observed)
+    W = signed_matrix(pre[keep], net.syn_post[keep], net.excitatory[pre[keep]], index)
+    cs = driver.constraints
+    if cs is not None:
+        present = (cs.synapse_weight > 0).mean(axis=0) > 0.5
+        W += signed_matrix(cs.syn_pre[present], cs.syn_post[present], cs.syn_excitatory[present], index)
+    return W
+
+
+def synchrony(times_by_unit, t0, t1) -> np.ndarray:
+    """Excess coincidences (|Δt| ≤ SYNC_MS) per second of every pair, (n(n−1)/2,)."""
+    T = t1 - t0
+    w = SYNC_MS * 1e-3
+    n = len(times_by_unit)
+    out = []
+    for i in range(n):
+        a = times_by_unit[i]
+        for j in range(i + 1, n):
+            b = times_by_unit[j]
+            lo = np.searchsorted(b, a - w, "left")
+            hi = np.searchsorted(b, a + w, "right")
+            c = (hi - lo).sum() / T
+            out.append(c - (a.size / T) * (b.size / T) * 2 * w)
+    return np.array(out)
+
+
+def heldout_synchrony(driver, ds, observed, t0, t1, spin_s=2.0, n_members=20) -> np.ndarray:
+    """Mean predicted synchrony of the posterior ensemble (the analysis parameters of the
+    last assimilated cycle; ``n_members`` members, spun up for ``spin_s``) over (t0, t1]."""
+    k_last = ds.sizes["cycle"] - driver.asm.holdout_cycles - 1
+    theta = ds["param"].isel(cycle=k_last, stage=1).values[:n_members]
+    members = np.arange(n_members)
+    params = driver.params.member_params(theta, members)
+    net = driver.network
+    state = initial_state(net, n_members, 991)
+    from dataclasses import replace
+
+    start_step = int(round((t0 - spin_s) / net.dt_s))
+    state = replace(state, step=start_step)
+    _, rec = advance(net, params, state, start_step * net.dt_s, t1, 4242)
+    sync = []
+    for m in range(n_members):
+        t, j = rec.member(m)
+        keep = t > t0
+        sync.append(synchrony([np.sort(t[keep & (j == u)]) for u in observed], t0, t1))
+    return np.mean(sync, axis=0)
+
+
+def score(path: Path, cfg, wall_s: float) -> dict:
+    ds = open_run(path)
+    driver = load(path)
+    C, H = ds.sizes["cycle"], driver.asm.holdout_cycles
+    k_last = C - H - 1
+    P = driver.params
+    post = ds["param"].isel(cycle=k_last, stage=1).values
+    U_post = P.to_u(post)
+    params = []
+    for i, name in enumerate(P.names):
+        truth = float(ds["param_truth"].values[i])
+        m = float(post[:, i].mean())
+        lo, hi = np.percentile(post[:, i], [2.5, 97.5])
+        params.append({
+            "name": name, "truth": truth, "prior_mean": float(ds["prior_mean"].values[i]),
+            "post_mean": m, "post_lo": float(lo), "post_hi": float(hi),
+            "err_pct": 100 * (m - truth) / truth if np.isfinite(truth) else None,
+            "inside_95": bool(lo <= truth <= hi) if np.isfinite(truth) else None,
+            "sd_ratio": float(P.sd_u[i] / U_post[:, i].std(ddof=1)),
+        })  # fmt: skip
+    observed = np.sort(driver.plan.model.neurons)
+    W_true = truth_links(cfg, driver.network if driver.constraints is None else load_base(cfg), observed)
+    W_ens = ensemble_links(driver, observed)
+    off = ~np.eye(observed.size, dtype=bool)
+    conn = {
+        "true_links": int((W_true[off] != 0).sum()),
+        "ensemble_links": int((W_ens[off] != 0).sum()),
+        "mcc": mcc(W_ens[off] != 0, W_true[off] != 0),
+        "mcc_E": mcc(W_ens[off] > 0, W_true[off] > 0),
+        "mcc_I": mcc(W_ens[off] < 0, W_true[off] < 0),
+    }
+    hold = slice(C - H, C)
+    d = ds["innovation"].isel(cycle=hold).values
+    rate_rmse = float(np.sqrt(np.nanmean(d**2)))
+    t0 = float(ds["window_start_s"].values[C - H])
+    t1 = float(ds["window_end_s"].values[C - 1])
+    store = open_store(path / "twin_observations.zarr")
+    sp = store.spikes
+    truth_trains = [
+        np.sort(sp.times_s[sp.offsets[k] : sp.offsets[k + 1]]) for k in
+        [int(np.flatnonzero(sp.unit_ids == u)[0]) for u in observed]
+    ]  # fmt: skip
+    truth_trains = [t[(t > t0) & (t <= t1)] for t in truth_trains]
+    s_true = synchrony(truth_trains, t0, t1)
+    s_pred = heldout_synchrony(driver, ds, observed, t0, t1)
+    return {
+        "wall_s": wall_s,
+        "params": params,
+        "connectivity": conn,
+        "heldout": {
+            "t0_s": t0, "t1_s": t1,
+            "rate_rmse_anscombe": rate_rmse,
+            "sync_rmse_hz": float(np.sqrt(np.mean((s_pred - s_true) ** 2))),
+            "sync_true_mean_hz": float(s_true.mean()),
+        },
+        "constraints": json.loads(ds.attrs.get("constraints") or "{}"),
+    }  # fmt: skip
+
+
+def load_base(cfg):
+    from model import build_network
+
+    return build_network(cfg.network.spec, cfg.network.seed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--members", type=int, default=100)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "constrained.json"))
+    ap.add_argument("--keep", help="folder to keep the runs in (default: a temporary one)")
+    args = ap.parse_args()
+    from distributed import Client, LocalCluster
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="constrained-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as lc, Client(lc) as client:
+        for seed in args.seeds:
+            for constrained in (True, False):
+                text = config_text(seed, constrained, args.members)
+                cfg = parse_run_config(text, str(CONFIG), CONFIG.parent)
+                path = work / f"seed{seed}_{'with' if constrained else 'without'}.run.zarr"
+                t = time.perf_counter()
+                start((cfg, text), out=path, overwrite=True, client=client)
+                wall = time.perf_counter() - t
+                r = score(path, cfg, wall)
+                r.update({"seed": seed, "constrained": constrained})
+                rows.append(r)
+                h = r["heldout"]
+                print(f"seed {seed} {'with   ' if constrained else 'without'}: MCC "
+                      f"{r['connectivity']['mcc']:.3f} (E {r['connectivity']['mcc_E']:.3f}, I "
+                      f"{r['connectivity']['mcc_I']:.3f}); held-out rate RMSE "
+                      f"{h['rate_rmse_anscombe']:.4f}, synchrony RMSE {h['sync_rmse_hz']:.4f} Hz; "
+                      f"{wall:.0f} s", flush=True)  # fmt: skip
+    summary = {}
+    for constrained in (True, False):
+        sel = [r for r in rows if r["constrained"] == constrained]
+        key = "with" if constrained else "without"
+        summary[key] = {
+            m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
+            for m, v in {
+                "mcc": [r["connectivity"]["mcc"] for r in sel],
+                "rate_rmse": [r["heldout"]["rate_rmse_anscombe"] for r in sel],
+                "sync_rmse_hz": [r["heldout"]["sync_rmse_hz"] for r in sel],
+                "wall_s": [r["wall_s"] for r in sel],
+            }.items()
+        }
+    out = {"config": str(CONFIG.relative_to(ROOT)), "seeds": args.seeds, "members": args.members,
+           "summary": summary, "runs": rows}  # fmt: skip
+    Path(args.out).write_text(json.dumps(out, indent=1, default=float))
+    print(json.dumps(summary, indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

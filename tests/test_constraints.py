@@ -1,0 +1,316 @@
+"""Connectivity constraints: Dale's rule, GLMCC → synapses, motifs → hidden sources, and a
+small constrained twin run end to end (with its bad inputs)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from enkf.config import ConfigError
+from enkf.constraints import assign_types, from_glmcc, from_triplets
+from enkf.constraints.build import ConstraintSet, _assemble
+from enkf.constraints.connections import Connections
+from enkf.constraints.sources import Sources
+from enkf.run_config import ConstraintsSection
+from model import build_network
+from model.psp import psp_mv
+
+# -- Dale's rule -------------------------------------------------------------------------------
+
+
+def test_dale_types_from_signs_and_conflicts():
+    units = np.array([10, 11, 12, 13, 14])
+    default = np.array(["E", "E", "I", "I", "E"])
+    # 10: two E links → E. 11: E (z 3) vs I (z 5) → I, its E link dropped. 12: tie (4 vs 4)
+    # → its model neuron's type (I), the E link dropped. 13: no outgoing link → "".
+    # 14: one I link → I although its model neuron is E (reported by the caller).
+    pre = np.array([10, 10, 11, 11, 12, 12, 14])
+    exc = np.array([True, True, True, False, True, False, False])
+    z = np.array([4.0, 6.0, 3.0, 5.0, 4.0, 4.0, 7.0])
+    types, keep = assign_types(pre, exc, z, units, default)
+    assert types.tolist() == ["E", "I", "I", "", "I"]
+    assert keep.tolist() == [True, True, False, True, False, True, True]
+    with pytest.raises(ValueError, match="evidence"):
+        assign_types(pre, exc, -z, units, default)
+
+
+def _glmcc_like(J, se, significant, ids):
+    n = len(ids)
+    psp = np.where(J > 0, 2.532 * J, 0.612 * J)
+    return xr.Dataset(
+        {
+            "J": (("pre", "post"), J),
+            "J_se": (("pre", "post"), se),
+            "significant": (("pre", "post"), significant),
+            "psp_mv": (("pre", "post"), psp),
+            "delay_ms": (("pre", "post"), np.full((n, n), 3.0)),
+        },
+        coords={"pre": ids, "post": ids},
+        attrs={"kind": "connectivity"},
+    )
+
+
+def test_glmcc_result_to_connections():
+    ids = np.array([3, 5, 8])
+    J = np.array([[0.0, 0.8, -1.0], [0.5, 0.0, 0.1], [-2.0, -0.6, 0.0]])
+    se = np.full((3, 3), 0.2)
+    sig = np.array([[False, True, True], [True, False, False], [True, True, False]])
+    c = from_glmcc(_glmcc_like(J, se, sig, ids), ["E", "E", "I"])
+    # unit 3: E (z 4) vs I (z 5) → I; its E link 3→5 dropped
+    assert c.dropped == 1
+    assert sorted(zip(c.pre.tolist(), c.post.tolist())) == [(3, 8), (5, 3), (8, 3), (8, 5)]
+    assert c.types.tolist() == ["I", "E", "I"]
+    k = np.flatnonzero((c.pre == 8) & (c.post == 3))[0]
+    assert c.psp_mv[k] == pytest.approx(0.612 * -2.0)
+    assert c.psp_se_mv[k] == pytest.approx(0.612 * 0.2)  # the same mV-per-J factor
+    with pytest.raises(ConfigError, match="J_se"):
+        from_glmcc(_glmcc_like(J, se, sig, ids).drop_vars("J_se"), ["E"] * 3)
+
+
+# -- motifs → sources --------------------------------------------------------------------------
+
+
+def _triplets_like(rows):
+    units = np.array([r[0] for r in rows])
+    return xr.Dataset(
+        {
+            "triplet_units": (("triplet", "member"), units),
+            "motif": ("triplet", [r[1] for r in rows]),
+            "motif_pair": ("triplet", [r[2] for r in rows]),
+            "motif_source_rate_hz": ("triplet", [r[3] for r in rows]),
+            "motif_amplitude_mv": (("triplet", "member"), np.array([r[4] for r in rows], float)),
+        },
+        attrs={"kind": "triplets"},
+    )
+
+
+def test_hidden_sources_from_motif_labels():
+    nan = np.nan
+    ds = _triplets_like([
+        ((1, 2, 3), "E-all", "", 8.0, (4.0, 5.0, 6.0)),
+        ((1, 2, 7), "E-pair", "12", 6.0, (3.0, 5.0, nan)),   # inside the E-all source: dropped
+        ((4, 5, 6), "E-pair", "13", 10.0, (2.0, nan, 4.0)),  # pair (4, 6)
+        ((6, 4, 9), "E-pair", "12", 12.0, (4.0, 6.0, nan)),  # the same pair again: merged
+        ((7, 8, 9), "E-pairs", "", 5.0, (1.0, 2.0, 3.0)),    # three pair sources
+        ((1, 5, 9), "I-all", "", 9.0, (nan, nan, nan)),      # inhibitory: no source
+        ((2, 5, 9), "undetermined", "", 9.0, (nan, nan, nan)),
+    ])  # fmt: skip
+    src = from_triplets(ds)
+    targets = [t.tolist() for t in src.targets]
+    assert targets == [[4, 6], [7, 8], [7, 9], [8, 9], [1, 2, 3]]
+    assert src.rate_hz.tolist() == [11.0, 5.0, 5.0, 5.0, 8.0]
+    assert src.amplitude_mv.tolist() == [4.0, 1.5, 2.0, 2.5, 5.0]
+    assert src.n_triplets.tolist() == [2, 1, 1, 1, 1]
+    with pytest.raises(ConfigError, match="amplitudes"):
+        from_triplets(ds.drop_vars("motif_amplitude_mv"))
+
+
+# Weakly coupled neurons, each with its own noise (irregular, ~10 Hz).
+_DRIVE = {"bias_pa": 80.0, "ou": {"mean_pa": 0.0, "sd_pa": 70.0, "tau_ms": 10.0}}
+_LIF = {"model": "lif", "v_th_mv": -50.0, "v_reset_mv": -60.0}
+SPEC = {
+    "name": "small",
+    "dt_ms": 0.1,
+    "synapses": {"kind": "coba", "tau_e_ms": 5.0, "tau_i_ms": 10.0, "e_e_mv": 0.0, "e_i_mv": -80.0},
+    "populations": [
+        {"name": "E", "n": 40, "type": "E", "record": 8, "neuron": _LIF, "drive": _DRIVE},
+        {"name": "I", "n": 10, "type": "I", "record": 2, "neuron": _LIF, "drive": _DRIVE},
+    ],
+    "projections": [
+        {"pre": "E", "post": ["E", "I"], "rule": {"kind": "fixed_indegree", "k": 4}, "weight": 0.5, "delay_ms": 1.0},
+        {"pre": "I", "post": ["E", "I"], "rule": {"kind": "fixed_indegree", "k": 2}, "weight": 3.0, "delay_ms": 1.0},
+    ],
+}  # fmt: skip
+
+
+def test_wiring_into_the_members_network():
+    # Units 100.. are mapped to model neurons 0..; the constrained network holds exactly the
+    # estimated synapses among the observed neurons, with member weights that reproduce
+    # the drawn PSPs, and the sources on the mapped targets.
+    net = build_network(SPEC, 0)
+    units = np.arange(100, 110)
+    neuron_of = {int(u): int(n) for u, n in zip(units, net.recorded, strict=True)}
+    conns = Connections(
+        pre=np.array([100, 103, 108]), post=np.array([101, 100, 102]),
+        psp_mv=np.array([1.5, 0.8, -2.0]), psp_se_mv=np.array([0.3, 0.1, 0.0]),
+        delay_ms=np.array([3.0, 3.0, 2.0]), excitatory=np.array([True, True, False]),
+        z=np.array([5.0, 8.0, 9.0]), units=units, types=np.array([""] * 10), dropped=0,
+    )  # fmt: skip
+    sources = Sources(targets=[np.array([101, 102, 104])], rate_hz=np.array([7.0]),
+                      amplitude_mv=np.array([3.0]), n_triplets=np.array([1]))  # fmt: skip
+    cfg = ConstraintsSection.model_validate({"glmcc": {}, "triplets": {}, "seed": 3})
+    cs = _assemble(cfg, net, conns, sources, neuron_of, units, 50, {"_results": {}})
+    member_net = cs.network(net)
+    obs = net.recorded
+    W = member_net.weight_matrix()[np.ix_(obs, obs)]
+    assert (W == 0).all()  # the spec's synapses among the observed neurons are gone
+    pre = np.repeat(np.arange(member_net.n), np.diff(member_net.msyn_ptr))
+    assert sorted(zip(pre.tolist(), member_net.msyn_post.tolist())) == [(0, 1), (3, 0), (40, 2)]
+    # the I link's sd is 0: every member has exactly its PSP
+    k = int(np.flatnonzero(cs.syn_pre == 40)[0])
+    got = psp_mv(net, np.full(50, 2), cs.synapse_weight[:, k], False)
+    np.testing.assert_allclose(got, -2.0, rtol=1e-5)
+    # E links: members' PSPs spread like the estimate (mean 1.5, sd 0.3)
+    k = int(np.flatnonzero(cs.syn_pre == 0)[0])
+    draws = psp_mv(net, np.full(50, 1), cs.synapse_weight[:, k], True)
+    assert abs(draws.mean() - 1.5) < 4 * 0.3 / np.sqrt(50) and 0.2 < draws.std() < 0.4
+    assert member_net.n_sources == 1 and member_net.src_post.tolist() == [1, 2, 4]
+    assert cs.source_rate_hz.tolist() == [7.0]
+    np.testing.assert_allclose(psp_mv(net, [1], cs.source_weight, True), [3.0], rtol=1e-3)
+    assert [p.name for p in cs.parameter_specs(cfg)] == ["source_strength"]
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+TRUTH = dict(SPEC, name="small_truth", explicit={
+    "pre": [0, 2, 4, 40], "post": [1, 3, 5, 0], "weight": [10.0, 10.0, 10.0, -30.0],
+    "delay_ms": [1.0, 1.0, 1.0, 1.0]})  # fmt: skip
+
+
+def _config(tmp_path, constraints):
+    cfg = {
+        "name": "constrained_small",
+        "network": {"spec": SPEC, "seed": 1},
+        "parameters": [{"name": "drive_pa", "bias_pa": ["E", "I"], "prior": {"mean": 80.0, "sd": 10.0}}],
+        "observations": {"operator": {"kind": "spike_counts", "bin_s": 0.5, "transform": "anscombe"},
+                         "reduce": "window_mean"},
+        "assimilation": {"members": 6, "window_s": 1.0, "start_s": 120.0, "spinup_s": 1.0,
+                         "cycles": 3, "holdout_cycles": 1, "seed": 1},
+        "twin": {"truth": {"drive_pa": 85.0}, "seed": 3, "observed_neurons": 10,
+                 "network": {"spec": TRUTH, "seed": 2}},
+        "cluster": {"kind": "local", "workers": 1},
+    }  # fmt: skip
+    if constraints is not None:
+        cfg["constraints"] = constraints
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _spikeda(*args):
+    return subprocess.run([sys.executable, "-m", "enkf.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def constrained_run(tmp_path_factory):
+    from enkf.driver.run import start
+
+    tmp = tmp_path_factory.mktemp("constrained")
+    cfg = _config(tmp, {"glmcc": {}, "triplets": {}, "if_empty": "unconstrained"})
+    out = tmp / "run.zarr"
+    start(cfg, out=out, progress=None, client=_client())
+    return out
+
+
+_CLIENT = []
+
+
+def _client():
+    if not _CLIENT:
+        from distributed import Client, LocalCluster
+
+        lc = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+        _CLIENT.extend([lc, Client(lc)])
+    return _CLIENT[1]
+
+
+def teardown_module():
+    for obj in reversed(_CLIENT):
+        obj.close()
+
+
+def test_constrained_twin_run_records_its_constraints(constrained_run):
+    from enkf.driver import open_run
+
+    ds = open_run(constrained_run)
+    info = json.loads(ds.attrs["constraints"])
+    assert info["glmcc"]["significant"] >= 3  # the truth's three strong E links at least
+    g = xr.open_zarr(constrained_run / "constraints" / "glmcc.zarr")
+    assert g.attrs["kind"] == "connectivity"
+    cs = ConstraintSet.load(constrained_run)
+    found = set(zip(cs.syn_pre.tolist(), cs.syn_post.tolist()))
+    assert {(0, 1), (2, 3), (4, 5)} <= found
+    # the estimators saw no spike of the held-out window
+    assert info["until_s"] == pytest.approx(float(ds["window_start_s"].values[-1]))
+    # held out: the last cycle's analysis is its forecast
+    p = ds["param"].isel(cycle=-1)
+    np.testing.assert_array_equal(p.sel(stage="forecast").values, p.sel(stage="analysis").values)
+    assert not np.array_equal(*ds["param"].isel(cycle=0).values)
+
+
+def test_resume_rebuilds_the_same_constrained_members(constrained_run, tmp_path):
+    from enkf.driver.run import load
+
+    d = load(constrained_run)
+    assert d.constraints is not None
+    assert d.network.fingerprint == json.loads(json.dumps(
+        xr.open_zarr(constrained_run).attrs["network_fingerprint"]))  # fmt: skip
+
+
+def test_results_from_another_recording_are_refused(constrained_run, tmp_path):
+    g = xr.open_zarr(constrained_run / "constraints" / "glmcc.zarr").load()
+    other = g.assign_coords(pre=g.pre.values + 1000, post=g.post.values + 1000)
+    other.to_zarr(tmp_path / "other.zarr")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    cfg = _config(tmp_path, {"glmcc": {"result": str(tmp_path / "other.zarr")}})
+    r = _spikeda("run", str(cfg), "--out", str(tmp_path / "bad.run.zarr"))
+    assert r.returncode == 2
+    assert "different recording" in r.stderr and "constraints.glmcc.result" in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("spikeda run:")]
+    assert len(errors) == 1 and r.stderr.strip().splitlines()[-1] == errors[0]
+    assert not (tmp_path / "bad.run.zarr").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_no_significant_connection_stops_unless_the_config_allows(constrained_run, tmp_path):
+    g = xr.open_zarr(constrained_run / "constraints" / "glmcc.zarr").load()
+    g["significant"] = g["significant"] & False
+    g.to_zarr(tmp_path / "none.zarr")
+    cfg = _config(tmp_path, {"glmcc": {"result": str(tmp_path / "none.zarr")}})
+    r = _spikeda("run", str(cfg), "--out", str(tmp_path / "a.run.zarr"))
+    assert r.returncode == 2 and "no significant connection" in r.stderr
+    assert "if_empty: unconstrained" in r.stderr
+    from enkf.driver import open_run
+    from enkf.driver.run import start
+
+    cfg = _config(tmp_path, {"glmcc": {"result": str(tmp_path / "none.zarr")}, "if_empty": "unconstrained"})
+    start(cfg, out=tmp_path / "b.run.zarr", progress=None, client=_client())
+    ds = open_run(tmp_path / "b.run.zarr")
+    assert ds.attrs["constraints"] == "" and ds.sizes["cycle"] == 3
+
+
+def test_calcium_data_cannot_feed_glmcc(tmp_path):
+    # A calcium-only store: events come from AR(1) deconvolution at frame resolution
+    # (33 ms), which cannot support GLMCC's millisecond lags: refused, nothing written.
+    from observations import SpikeTrains
+    from observations.operators import CalciumOperator
+    from observations.synthetic import write_synthetic_calcium
+
+    rng = np.random.default_rng(0)
+    ids = np.array([0, 1, 2, 3, 4, 5, 6, 7, 40, 41])
+    trains = [np.sort(rng.uniform(0, 60, 300)) for _ in ids]
+    spikes = SpikeTrains.from_lists(trains, unit_ids=ids, t_start_s=0.0, t_stop_s=60.0)
+    store = tmp_path / "ca.zarr"
+    write_synthetic_calcium(store, spikes, CalciumOperator(indicator="GCaMP6s", frame_rate_hz=30.0),
+                            seed=1, include_spikes=False)  # fmt: skip
+    cfg = yaml.safe_load(_config(tmp_path, {"glmcc": {}}).read_text())
+    del cfg["twin"]
+    cfg["observations"] = {"store": str(store), "operator": {"kind": "calcium", "indicator": "GCaMP6s"},
+                           "reduce": "window_mean"}  # fmt: skip
+    cfg["assimilation"].update(start_s=20.0, spinup_s=1.0)
+    path = tmp_path / "ca.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = _spikeda("run", str(path), "--out", str(tmp_path / "ca.run.zarr"))
+    assert r.returncode == 2, r.stderr
+    assert "GLMCC needs millisecond lags" in r.stderr and "33.3 ms" in r.stderr
+    assert not (tmp_path / "ca.run.zarr").exists()
+    # the triplet map at a bin finer than the frames is refused too
+    cfg["constraints"] = {"triplets": {"bin_ms": 5.0}}
+    path.write_text(yaml.safe_dump(cfg))
+    r = _spikeda("run", str(path), "--out", str(tmp_path / "ca.run.zarr"))
+    assert r.returncode == 2 and "constraints.triplets.bin_ms" in r.stderr
