@@ -4,7 +4,6 @@ small constrained twin run end to end (with its bad inputs)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,7 +62,7 @@ def test_glmcc_result_to_connections():
     c = from_glmcc(_glmcc_like(J, se, sig, ids), ["E", "E", "I"])
     # unit 3: E (z 4) vs I (z 5) → I; its E link 3→5 dropped
     assert c.dropped == 1
-    assert sorted(zip(c.pre.tolist(), c.post.tolist())) == [(3, 8), (5, 3), (8, 3), (8, 5)]
+    assert sorted(zip(c.pre.tolist(), c.post.tolist(), strict=True)) == [(3, 8), (5, 3), (8, 3), (8, 5)]
     assert c.types.tolist() == ["I", "E", "I"]
     k = np.flatnonzero((c.pre == 8) & (c.post == 3))[0]
     assert c.psp_mv[k] == pytest.approx(0.612 * -2.0)
@@ -150,7 +149,7 @@ def test_wiring_into_the_members_network():
     W = member_net.weight_matrix()[np.ix_(obs, obs)]
     assert (W == 0).all()  # the spec's synapses among the observed neurons are gone
     pre = np.repeat(np.arange(member_net.n), np.diff(member_net.msyn_ptr))
-    assert sorted(zip(pre.tolist(), member_net.msyn_post.tolist())) == [(0, 1), (3, 0), (40, 2)]
+    assert sorted(zip(pre.tolist(), member_net.msyn_post.tolist(), strict=True)) == [(0, 1), (3, 0), (40, 2)]
     # the I link's sd is 0: every member has exactly its PSP
     k = int(np.flatnonzero(cs.syn_pre == 40)[0])
     got = psp_mv(net, np.full(50, 2), cs.synapse_weight[:, k], False)
@@ -233,7 +232,7 @@ def test_constrained_twin_run_records_its_constraints(constrained_run):
     g = xr.open_zarr(constrained_run / "constraints" / "glmcc.zarr")
     assert g.attrs["kind"] == "connectivity"
     cs = ConstraintSet.load(constrained_run)
-    found = set(zip(cs.syn_pre.tolist(), cs.syn_post.tolist()))
+    found = set(zip(cs.syn_pre.tolist(), cs.syn_post.tolist(), strict=True))
     assert {(0, 1), (2, 3), (4, 5)} <= found
     # the estimators saw no spike of the held-out window
     assert info["until_s"] == pytest.approx(float(ds["window_start_s"].values[-1]))
