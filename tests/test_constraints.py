@@ -105,7 +105,7 @@ def test_hidden_sources_from_motif_labels():
     assert src.rate_hz.tolist() == [11.0, 5.0, 5.0, 5.0, 8.0]
     assert src.amplitude_mv.tolist() == [4.0, 1.5, 2.0, 2.5, 5.0]
     assert src.n_triplets.tolist() == [2, 1, 1, 1, 1]
-    with pytest.raises(ConfigError, match="amplitudes"):
+    with pytest.raises(ConfigError, match="motif_amplitude_mv"):
         from_triplets(ds.drop_vars("motif_amplitude_mv"))
 
 

@@ -268,12 +268,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             if t and (t == "E") != bool(network.excitatory[neuron_of[int(u)]])
         ]  # fmt: skip
         if conns.n == 0:
-            if cfg.if_empty == "error":
-                raise ConfigError(
-                    f"{where}: no significant connection among the {units.size} observed units; "
-                    f"set constraints.if_empty: unconstrained to run without this constraint"
-                )
-            say("GLMCC found no significant connection: the synapses stay unconstrained")
+            _nothing(cfg, where, f"no significant connection among the {units.size} observed units", say)
             conns = None
         else:
             say(f"{conns.n} connections ({int(conns.excitatory.sum())} E), {conns.dropped} dropped by Dale's rule")
@@ -298,12 +293,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
                             "excitatory_triplets": int(np.isin(ds["motif"].values.astype(str),
                                                                ("E-all", "E-pair", "E-pairs")).sum())}  # fmt: skip
         if sources.n == 0:
-            if cfg.if_empty == "error":
-                raise ConfigError(
-                    f"{where}: no triplet of the observed units is classified as excitatory common "
-                    f"input; set constraints.if_empty: unconstrained to run without this constraint"
-                )
-            say("the triplet map found no excitatory common input: no hidden sources")
+            _nothing(cfg, where, "no triplet of the observed units is classified as excitatory common input", say)
             sources = None
         else:
             say(f"{sources.n} hidden sources from {info['triplets']['excitatory_triplets']} excitatory triplets")
@@ -362,6 +352,16 @@ def _classified_triplets(spikes, cfg) -> xr.Dataset:
         f"({int(np.triu(coupled, 1).sum())} coupled pairs at α = {cfg.alpha} over pairs)"
     )
     return out
+
+
+def _nothing(cfg: ConstraintsSection, where: str, what: str, say) -> None:
+    """An estimator found nothing to constrain: an error, or (``if_empty: unconstrained``)
+    a note that the run goes on without this constraint."""
+    if cfg.if_empty == "error":
+        raise ConfigError(
+            f"{where}: {what}; set constraints.if_empty: unconstrained to run without this constraint"
+        )
+    say(f"{what}: this constraint is left out")
 
 
 def _keep_result(ds: xr.Dataset, name: str, info: dict) -> None:

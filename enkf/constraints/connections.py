@@ -45,6 +45,18 @@ class Connections:
         return int(self.pre.size)
 
 
+def require(ds: xr.Dataset, kind: str, variables, where: str, command: str) -> None:
+    """An estimator result of ``kind`` holding ``variables``, or one clear error."""
+    if ds.attrs.get("kind") != kind:
+        raise ConfigError(f"{where}: not a {kind} result (kind {ds.attrs.get('kind')!r})")
+    missing = [v for v in variables if v not in ds]
+    if missing:
+        raise ConfigError(
+            f"{where}: the {kind} result has no {', '.join(missing)} (made by an older version "
+            f"or without classification); re-run {command}"
+        )
+
+
 def _standard_errors(ds: xr.Dataset, i, j, J) -> np.ndarray:
     """se(J) of links (i, j): GLMCC's Laplace sd; for a J on its clip bound (no Laplace sd:
     the strongest inhibitions sit at J = −3) the sd the test implies: the Wald threshold
@@ -66,10 +78,7 @@ def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc") 
     ``default_types`` (n_units,) "E"/"I": the mapped model neurons' types, in the order of
     ``ds.pre`` (used by Dale's rule on a tie).
     """
-    if ds.attrs.get("kind") != "connectivity" or "significant" not in ds:
-        raise ConfigError(f"{where}: not a GLMCC result (no 'significant' connectivity)")
-    if "J_se" not in ds:
-        raise ConfigError(f"{where}: the GLMCC result has no J_se (standard errors); re-run spikeda glmcc")
+    require(ds, "connectivity", ("significant", "J_se"), where, "spikeda glmcc")
     units = ds["pre"].values
     sig = ds["significant"].values.astype(bool)
     i, j = np.nonzero(sig)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from enkf.config import ConfigError
+from enkf.constraints.connections import require
 
 _PAIRS = {"12": (0, 1), "13": (0, 2), "23": (1, 2)}
 
@@ -41,10 +41,7 @@ class Sources:
 
 def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets") -> Sources:
     """The sources of a classified triplet map (``inference.TripletMap.fit`` Dataset)."""
-    if ds.attrs.get("kind") != "triplets" or "motif" not in ds:
-        raise ConfigError(f"{where}: not a classified triplet-map result (no 'motif')")
-    if "motif_amplitude_mv" not in ds:
-        raise ConfigError(f"{where}: the triplet result has no motif amplitudes; re-run spikeda triplets")
+    require(ds, "triplets", ("motif", "motif_amplitude_mv"), where, "spikeda triplets")
     units = ds["triplet_units"].values
     motif = ds["motif"].values.astype(str)
     pair = ds["motif_pair"].values.astype(str)
