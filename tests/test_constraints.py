@@ -313,3 +313,19 @@ def test_calcium_data_cannot_feed_glmcc(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     r = _spikeda("run", str(path), "--out", str(tmp_path / "ca.run.zarr"))
     assert r.returncode == 2 and "constraints.triplets.bin_ms" in r.stderr
+
+
+def test_clipped_couplings_get_the_sd_their_test_implies():
+    # The strongest inhibitions sit on GLMCC's clip bound J = −3, where the Laplace sd is
+    # NaN: their sd is the Wald threshold over z_α (3.29 at α = 0.001).
+    ids = np.array([1, 2])
+    J = np.array([[0.0, -3.0], [0.9, 0.0]])
+    se = np.array([[np.nan, np.nan], [0.2, np.nan]])
+    sig = np.array([[False, True], [True, False]])
+    ds = _glmcc_like(J, se, sig, ids)
+    ds["J_threshold"] = (("pre", "post"), np.full((2, 2), 0.658))
+    ds.attrs["alpha"] = 0.001
+    c = from_glmcc(ds, ["I", "E"])
+    k = int(np.flatnonzero(c.pre == 1)[0])
+    assert c.psp_se_mv[k] == pytest.approx(0.612 * 0.658 / 3.2905, rel=1e-4)
+    assert c.n == 2
