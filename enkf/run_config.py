@@ -1,6 +1,6 @@
 """The config of an assimilation run (``spikeda run CONFIG``), validated into typed models.
 
-A run config has six sections (see ``configs/quickstart.yaml`` and docs/driver.md):
+A run config has seven sections (see ``configs/quickstart.yaml`` and docs/driver.md):
 
 ``network``       the network spec (a path or an inline mapping) and its structure seed
 ``parameters``    what is estimated: a target in :class:`model.MemberParams`, a transform,
@@ -10,6 +10,7 @@ A run config has six sections (see ``configs/quickstart.yaml`` and docs/driver.m
 ``assimilation``  members, window, cycles, filter, inflation, localisation, seed, tasks
 ``cluster``       where the member forecasts run (local, slurm/pbs/... or an address)
 ``twin``          optional: hidden truth values from which the observations are synthesised
+``constraints``   optional: GLMCC connections and triplet-map motifs that shape the members
 
 Unknown keys are errors that name the YAML path (``observations.operator.indicatr``).
 Relative paths in a config are relative to the config file's folder; the output path is
