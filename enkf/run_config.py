@@ -319,6 +319,9 @@ class GlmccConstraint(Strict):
     delay_ms: Positive | Literal["scan"] = 3.0
     test: Literal["wald", "lr"] = "wald"
     alpha: Annotated[float, Field(gt=0, lt=1)] | None = None
+    cell_types: Literal["store", "signs"] = "store"
+    """store: a unit labelled E or I in the store's units/cell_type has that type, and its
+    links of the other sign are dropped; signs: types from the signs alone (Dale's rule)."""
 
 
 class TripletConstraint(Strict):

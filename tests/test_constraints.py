@@ -36,6 +36,11 @@ def test_dale_types_from_signs_and_conflicts():
     assert keep.tolist() == [True, True, False, True, False, True, True]
     with pytest.raises(ValueError, match="evidence"):
         assign_types(pre, exc, -z, units, default)
+    # the lab's labels win: 11 labelled E keeps its E link and loses its I link; 12 labelled
+    # E (its model neuron is I) keeps the E link; 10 unknown follows the signs
+    types, keep = assign_types(pre, exc, z, units, default, ["unknown", "E", "E", "I", ""])
+    assert types.tolist() == ["E", "E", "E", "", "I"]
+    assert keep.tolist() == [True, True, True, False, True, False, True]
 
 
 def _glmcc_like(J, se, significant, ids):
@@ -105,6 +110,9 @@ def test_hidden_sources_from_motif_labels():
     assert src.rate_hz.tolist() == [11.0, 5.0, 5.0, 5.0, 8.0]
     assert src.amplitude_mv.tolist() == [4.0, 1.5, 2.0, 2.5, 5.0]
     assert src.n_triplets.tolist() == [2, 1, 1, 1, 1]
+    # a pair GLMCC finds directly connected gets no source: its link explains the synchrony
+    src = from_triplets(ds, connected=[(9, 7), (3, 8)])
+    assert [t.tolist() for t in src.targets] == [[4, 6], [7, 8], [8, 9], [1, 2, 3]]
     with pytest.raises(ConfigError, match="motif_amplitude_mv"):
         from_triplets(ds.drop_vars("motif_amplitude_mv"))
 

@@ -242,6 +242,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             print(f"spikeda: constraints: {msg}", file=progress)
 
     conns = None
+    connected = []
     if cfg.glmcc is not None:
         where = "constraints.glmcc"
         if resolution > GLMCC_RESOLUTION_S:
@@ -260,7 +261,10 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             say(f"GLMCC on {spikes.n_units} units, {spikes.t_stop_s - spikes.t_start_s:g} s")
             ds = GLMCC(**kw).fit(spikes)
         default = np.where(network.excitatory[[neuron_of[int(u)] for u in ds["pre"].values]], "E", "I")
-        conns = from_glmcc(ds, default, where)
+        known = _cell_types(plan, ds["pre"].values) if cfg.glmcc.cell_types == "store" else None
+        conns = from_glmcc(ds, default, where, known)
+        sig = ds["significant"].values
+        connected = [(ds["pre"].values[a], ds["pre"].values[b]) for a, b in zip(*np.nonzero(sig), strict=True)]
         info["glmcc"] = {"significant": conns.n + conns.dropped, "dale_dropped": conns.dropped,
                          "settings": {k: str(v) for k, v in ds.attrs.items()}}  # fmt: skip
         info["glmcc"]["type_mismatch"] = [
@@ -288,7 +292,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
         else:
             say(f"triplet map on {spikes.n_units} units")
             ds = _classified_triplets(spikes, cfg.triplets)
-        sources = from_triplets(ds, where)
+        sources = from_triplets(ds, where, connected)
         info["triplets"] = {"sources": sources.n,
                             "excitatory_triplets": int(np.isin(ds["motif"].values.astype(str),
                                                                ("E-all", "E-pair", "E-pairs")).sum())}  # fmt: skip
@@ -352,6 +356,16 @@ def _classified_triplets(spikes, cfg) -> xr.Dataset:
         f"({int(np.triu(coupled, 1).sum())} coupled pairs at α = {cfg.alpha} over pairs)"
     )
     return out
+
+
+def _cell_types(plan, units) -> np.ndarray:
+    """The store's cell type ("E", "I" or "unknown") of each unit id of ``units``."""
+    store = plan.store
+    types = store.units.get("cell_type")
+    if types is None or store.spikes is None:
+        return np.full(len(units), "unknown")
+    pos = {int(u): k for k, u in enumerate(store.spikes.unit_ids)}
+    return np.array([str(types[pos[int(u)]]) if int(u) in pos else "unknown" for u in units])
 
 
 def _nothing(cfg: ConstraintsSection, where: str, what: str, say) -> None:

@@ -72,11 +72,13 @@ def _standard_errors(ds: xr.Dataset, i, j, J) -> np.ndarray:
     return se
 
 
-def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc") -> Connections:
+def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc",
+               known_types=None) -> Connections:  # fmt: skip
     """The connections of a GLMCC result (``inference.GLMCC.fit`` Dataset).
 
     ``default_types`` (n_units,) "E"/"I": the mapped model neurons' types, in the order of
-    ``ds.pre`` (used by Dale's rule on a tie).
+    ``ds.pre`` (used by Dale's rule on a tie); ``known_types`` (n_units,): the recording's
+    cell types ("E", "I", "unknown"), which Dale's rule follows where given.
     """
     require(ds, "connectivity", ("significant", "J_se"), where, "spikeda glmcc")
     units = ds["pre"].values
@@ -89,7 +91,7 @@ def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc") 
     i, j, J, se, psp = i[ok], j[ok], J[ok], se[ok], psp[ok]
     excitatory = J > 0
     z = np.abs(J) / se
-    types, keep = assign_types(units[i], excitatory, z, units, np.asarray(default_types))
+    types, keep = assign_types(units[i], excitatory, z, units, np.asarray(default_types), known_types)
     psp_se = np.abs(psp / J) * se  # the PSP is linear in J on each side
     return Connections(
         pre=units[i][keep].astype(np.int64),

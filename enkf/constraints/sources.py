@@ -3,7 +3,8 @@
 A triplet classified as excitatory common input gets sources: "E-all" one source to its
 three units, "E-pair" one to the named pair, "E-pairs" one to each of its three pairs. A
 source's rate is the motif's fitted source rate; its amplitude (mV) is the mean over its
-targets of the motif's amplitude (``motif_amplitude_mv``). Triplets overlap, so the same
+targets of the motif's amplitude (``motif_amplitude_mv``). Pairs with a direct GLMCC
+connection are not given a source (the link explains their synchrony). Triplets overlap, so the same
 common input is seen more than once: sources with the same targets are merged (rates and
 amplitudes averaged), and a pair source inside the targets of a three-unit source is
 dropped (the three-unit source already gives that pair its common input).
@@ -39,8 +40,15 @@ class Sources:
         return len(self.targets)
 
 
-def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets") -> Sources:
-    """The sources of a classified triplet map (``inference.TripletMap.fit`` Dataset)."""
+def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets", connected=()) -> Sources:
+    """The sources of a classified triplet map (``inference.TripletMap.fit`` Dataset).
+
+    ``connected``: unordered unit pairs with a significant direct connection (GLMCC). A
+    direct link with a delay under the bin width makes the two units fire in the same bin
+    just as a common input does; a source whose targets hold such a pair is left out (the
+    link explains the pair, and the triplet map cannot tell them apart at zero lag).
+    """
+    connected = {tuple(sorted((int(a), int(b)))) for a, b in connected}
     require(ds, "triplets", ("motif", "motif_amplitude_mv"), where, "spikeda triplets")
     units = ds["triplet_units"].values
     motif = ds["motif"].values.astype(str)
@@ -60,6 +68,8 @@ def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets") -> Source
             if not (np.isfinite(a) and a > 0 and np.isfinite(rate[t]) and rate[t] > 0):
                 continue
             key = tuple(sorted(int(u) for u in units[t, list(g)]))
+            if any((a, b) in connected for k, a in enumerate(key) for b in key[k + 1 :]):
+                continue
             found.setdefault(key, []).append((rate[t], a))
     triples = [k for k in found if len(k) == 3]
     keys = [k for k in found if len(k) == 3 or not any(set(k) <= set(tr) for tr in triples)]
