@@ -230,9 +230,13 @@ class GLMCC:
         mu = cbar * tau_bins
         # poisson.sf / poisson.cdf through their special functions (same values, without
         # scipy.stats' per-call overhead): sf(k) = pdtrc(k, μ) for k ≥ 0, 1 below.
+        # Each only where it is used (they cost ~0.2 µs a value).
         k_sf = np.floor(window_count) - 1
-        window_p = np.where(J_fit > 0, np.where(k_sf < 0, 1.0, pdtrc(np.maximum(k_sf, 0), mu)),
-                            pdtr(np.ceil(window_count), mu))  # fmt: skip
+        up = J_fit > 0
+        window_p = np.ones_like(mu)
+        sf = up & (k_sf >= 0)
+        window_p[sf] = pdtrc(k_sf[sf], mu[sf])
+        window_p[~up] = pdtr(np.ceil(window_count[~up]), mu[~up])
         z = z_two_sided(self.alpha)
         with np.errstate(divide="ignore"):
             thr_fit = WALD_FACTOR * z / np.sqrt(self.tau_ms * cbar)
