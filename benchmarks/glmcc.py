@@ -81,7 +81,7 @@ def per_fit(cells_ms) -> dict:
             ds = est.fit(spikes)
         ours_cpu = (time.process_time() - t0) / repeats / len(pairs)
         # The numerical work alone (cross-correlograms + fits), without assembling the
-        # Dataset, whose fixed cost (~10 ms) weighs on 190 pairs but not on 20 000.
+        # Dataset, whose fixed cost (~1 ms) weighs on 190 pairs but not on 20 000.
         P = np.array(pairs)
         geo = est._geometry()
         t0 = time.process_time()
