@@ -263,8 +263,9 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
         default = np.where(network.excitatory[[neuron_of[int(u)] for u in ds["pre"].values]], "E", "I")
         known = _cell_types(plan, ds["pre"].values) if cfg.glmcc.cell_types == "store" else None
         conns = from_glmcc(ds, default, where, known)
-        sig = ds["significant"].values
-        connected = [(ds["pre"].values[a], ds["pre"].values[b]) for a, b in zip(*np.nonzero(sig), strict=True)]
+        # the links kept as synapses (after Dale's rule), not every significant pair: a
+        # trough beside a common-input peak must not hide that common input
+        connected = list(zip(conns.pre.tolist(), conns.post.tolist(), strict=True))
         info["glmcc"] = {"significant": conns.n + conns.dropped, "dale_dropped": conns.dropped,
                          "settings": {k: str(v) for k, v in ds.attrs.items()}}  # fmt: skip
         info["glmcc"]["type_mismatch"] = [
