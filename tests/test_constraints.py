@@ -263,8 +263,8 @@ def test_results_from_another_recording_are_refused(constrained_run, tmp_path):
     g = xr.open_zarr(constrained_run / "constraints" / "glmcc.zarr").load()
     other = g.assign_coords(pre=g.pre.values + 1000, post=g.post.values + 1000)
     other.to_zarr(tmp_path / "other.zarr")
-    before = sorted(p.name for p in tmp_path.iterdir())
     cfg = _config(tmp_path, {"glmcc": {"result": str(tmp_path / "other.zarr")}})
+    before = sorted(p.name for p in tmp_path.iterdir())
     r = _spikeda("run", str(cfg), "--out", str(tmp_path / "bad.run.zarr"))
     assert r.returncode == 2
     assert "different recording" in r.stderr and "constraints.glmcc.result" in r.stderr
