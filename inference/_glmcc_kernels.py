@@ -134,8 +134,9 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
     (:func:`block_offsets`; None: one exp per lag) and ``occ_in``/``base_in``/``first_in``
     the rank index of the inner train.
 
-    Per chunk of outer spikes, a branch-free pass lists those with an inner spike in the
-    blocks within SUB (about a third of them at a few Hz) with their first candidate, and
+    Per chunk of outer spikes, a branch-free pass over the inner bitmap keeps those with an
+    occupied inner block within SUB (about a third of them at a few Hz); a second lists these
+    with their first candidate (two rank queries each), and
     apart the few with more; one loop then bins all candidates, branch-free but for lags on
     a bin edge or in a bin that straddles a delay (rare): the others add (1, e^{−|t|/τ}) to
     their bin, or to bin M outside (−W, W), and S± are summed from the bins at the end. The
@@ -158,16 +159,33 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
     more_hi = np.empty(CHUNK, np.int64)
     ext_i = np.empty(CHUNK, np.int64)
     ext_j = np.empty(CHUNK, np.int64)
+    hit_i = np.empty(CHUNK, np.int64)
     one = np.uint64(1)
+    zero = np.uint64(0)
+    nine = np.uint64((1 << (2 * SUB + 1)) - 1)
+    eight = np.uint64(2 * SUB)
     two = np.uint64(SUB)
     five = np.uint64(2 * SUB + 1)
     six = np.uint64(6)
     low = np.uint64(63)
     n_out = x_out.shape[0]
     for c0 in range(0, n_out, CHUNK):
+        # Outer spikes with an occupied inner block within SUB: the 2·SUB + 1 bits of the
+        # bitmap from block b − SUB (two words), branch-free. Most have none at a few Hz;
+        # only these pay for the rank queries.
+        n_hit = 0
+        for i in range(c0, min(c0 + CHUNK, n_out)):
+            b = np.uint64(g_out[np.uint64(i)]) - two
+            w = b >> six
+            s = b & low
+            w2 = (b + eight) >> six  # w + 1 where the window crosses into it, else w (in range)
+            bits = (occ_in[w] >> s) | ((occ_in[w2] << one) << (low - s))
+            hit_i[np.uint64(n_hit)] = i
+            n_hit += np.int64((bits & nine) != zero)
         m1 = 0
         m2 = 0
-        for i in range(c0, min(c0 + CHUNK, n_out)):
+        for h in range(n_hit):
+            i = hit_i[np.uint64(h)]
             # inner spikes in blocks b ± SUB: first[rank(b − SUB)] … first[rank(b + SUB + 1)]
             b = np.uint64(g_out[np.uint64(i)]) - two  # ≥ 0; unsigned: no index wraparound
             w = b >> six
