@@ -9,7 +9,7 @@ evaluates polynomials, no exponential integral.
 """
 
 import numpy as np
-from numba import njit, prange, types
+from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
 N_TERMS = 40  # |J u| ≤ 5: the 40th term is below 3·10⁻²² of the sum
@@ -127,12 +127,16 @@ CHUNK = 256  # outer spikes per gathering pass (the candidate buffers stay in L1
 
 @njit(cache=True, nogil=True)
 def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, base_in, first_in,
-                 sign, window_ms, block, delays_ms, tau_ms, min_lag_ms, mixed):  # fmt: skip
+                 sign, window_ms, delays_ms, tau_ms, min_lag_ms, mixed, fac, ws_f, ws_i,
+                 counts, s_plus, s_minus):  # fmt: skip
     """Histogram and kernel sums of the lags t = sign·(x_in − x_out) in (−W, W).
 
     ``g_*`` are block indices (:func:`block_index`), ``p_* = e^{v}``, ``q_* = e^{−v}``
     (:func:`block_offsets`; None: one exp per lag) and ``occ_in``/``base_in``/``first_in``
-    the rank index of the inner train.
+    the rank index of the inner train; ``fac`` the e^{−B·Δg/τ} of :func:`_block_factors`;
+    ``ws_f``/``ws_i`` the scratch of :func:`_workspace` (no allocation per pair).
+    Writes the lags per bin to ``counts`` (M,) and S± to ``s_plus``/``s_minus``; returns
+    the number of lags.
 
     Per chunk of outer spikes, a branch-free pass over the inner bitmap keeps those with an
     occupied inner block within SUB (about a third of them at a few Hz); a second lists these
@@ -146,20 +150,19 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
     W = window_ms
     M = int(round(2 * W))
     nd = delays_ms.shape[0]
-    hist = np.zeros(M + 1)  # lags per bin; bin M: candidates outside (−W, W)
-    e_bin = np.zeros(M + 1)  # Σ e^{−|t|/τ} per bin
-    s_plus = np.zeros(nd)
-    s_minus = np.zeros(nd)
-    fac = np.exp(-block / tau_ms * np.arange(-SUB, SUB + 1.0))  # e^{−B·Δg/τ} at Δg + SUB
+    hist = ws_f[0]  # lags per bin; bin M: candidates outside (−W, W)
+    e_bin = ws_f[1]  # Σ e^{−|t|/τ} per bin
+    hist[:] = 0.0
+    e_bin[:] = 0.0
+    s_plus[:] = 0.0
+    s_minus[:] = 0.0
     n_lags = 0
-    one_i = np.empty(CHUNK, np.int64)
-    one_j = np.empty(CHUNK, np.int64)
-    more_i = np.empty(CHUNK, np.int64)
-    more_lo = np.empty(CHUNK, np.int64)
-    more_hi = np.empty(CHUNK, np.int64)
-    ext_i = np.empty(CHUNK, np.int64)
-    ext_j = np.empty(CHUNK, np.int64)
-    hit_i = np.empty(CHUNK, np.int64)
+    cand_i = ws_i[0]
+    cand_j = ws_i[1]
+    hit_i = ws_i[2, :CHUNK]
+    more_i = ws_i[3, :CHUNK]
+    more_lo = ws_i[4, :CHUNK]
+    more_hi = ws_i[5, :CHUNK]
     one = np.uint64(1)
     zero = np.uint64(0)
     nine = np.uint64((1 << (2 * SUB + 1)) - 1)
@@ -196,8 +199,8 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
             rank = base_in[w] + np.int64(_popcount(occ_in[w] & ((one << (b & low)) - one)))
             hi = first_in[np.uint64(rank)]
             u1 = np.uint64(m1)
-            one_i[u1] = i
-            one_j[u1] = lo
+            cand_i[u1] = i
+            cand_j[u1] = lo
             m1 += hi > lo
             u2 = np.uint64(m2)
             more_i[u2] = i
@@ -207,23 +210,22 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
         n_ext = 0
         for a in range(m2):
             n_ext += more_hi[a] - more_lo[a]
-        if n_ext > ext_i.shape[0]:
-            ext_i = np.empty(2 * n_ext, np.int64)
-            ext_j = np.empty(2 * n_ext, np.int64)
-        n_ext = 0
+        if m1 + n_ext > cand_i.shape[0]:  # the first candidates, then the further ones
+            grown_i = np.empty(2 * (m1 + n_ext), np.int64)
+            grown_j = np.empty(2 * (m1 + n_ext), np.int64)
+            grown_i[:m1] = cand_i[:m1]
+            grown_j[:m1] = cand_j[:m1]
+            cand_i, cand_j = grown_i, grown_j
+        n_cand = m1
         for a in range(m2):
             for j in range(more_lo[a], more_hi[a]):
-                ext_i[n_ext] = more_i[a]
-                ext_j[n_ext] = j
-                n_ext += 1
-        for a in range(m1 + n_ext):
+                cand_i[n_cand] = more_i[a]
+                cand_j[n_cand] = j
+                n_cand += 1
+        for a in range(n_cand):
             # unsigned indices: numba adds no negative-index wraparound to each access
-            if a < m1:
-                i = np.uint64(one_i[a])
-                j = np.uint64(one_j[a])
-            else:
-                i = np.uint64(ext_i[a - m1])
-                j = np.uint64(ext_j[a - m1])
+            i = np.uint64(cand_i[a])
+            j = np.uint64(cand_j[a])
             dx = x_in[j] - x_out[i]
             if p_in is None:
                 e = np.exp(-abs(dx) / tau_ms)
@@ -269,7 +271,20 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
         scale = np.exp(d / tau_ms)  # e^{−(t−d)/τ} = e^{d/τ}·e^{−t/τ}
         s_plus[q] = sp * scale
         s_minus[q] = sm * scale
-    return hist[:M].copy(), s_plus, s_minus, n_lags
+    counts[:] = hist[:M]
+    return n_lags
+
+
+@njit(cache=True, nogil=True)
+def _block_factors(block, tau_ms):
+    """e^{−B·Δg/τ} at Δg + SUB for Δg = −SUB … SUB."""
+    return np.exp(-block / tau_ms * np.arange(-SUB, SUB + 1.0))
+
+
+@njit(cache=True, nogil=True)
+def _workspace(M):
+    """Scratch of :func:`_pair_kernel`: (2, M + 1) floats and (6, 2·CHUNK) indices."""
+    return np.empty((2, M + 1)), np.empty((6, 2 * CHUNK), np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -292,13 +307,22 @@ def pair_statistics(pre_ms, post_ms, window_ms, delays_ms, tau_ms, min_lag_ms):
     p = np.exp(v)
     q = np.exp(-v)
     occ, base, first = block_index(g, offsets)
-    return _pair_by_index(times, g, p, q, occ, base, first, offsets, 0, 1, window_ms, block,
-                          delays_ms, tau_ms, min_lag_ms, mixed_bins(window_ms, delays_ms))  # fmt: skip
+    M = int(round(2 * window_ms))
+    nd = delays_ms.shape[0]
+    counts = np.empty(M)
+    s_plus = np.empty(nd)
+    s_minus = np.empty(nd)
+    ws_f, ws_i = _workspace(M)
+    n_lags = _pair_by_index(times, g, p, q, occ, base, first, offsets, 0, 1, window_ms, block,
+                            delays_ms, tau_ms, min_lag_ms, mixed_bins(window_ms, delays_ms),
+                            _block_factors(block, tau_ms), ws_f, ws_i, counts, s_plus,
+                            s_minus)  # fmt: skip
+    return counts, s_plus, s_minus, n_lags
 
 
 @njit(cache=True, nogil=True)
 def _pair_by_index(times, g, p, q, occ, base, first, offsets, a, b, window_ms, block, delays_ms,
-                   tau_ms, min_lag_ms, mixed):  # fmt: skip
+                   tau_ms, min_lag_ms, mixed, fac, ws_f, ws_i, counts, s_plus, s_minus):  # fmt: skip
     """Lags t = t_b − t_a of trains a and b; the sweep runs over the sparser of the two."""
     sign = 1.0
     if offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b]:
@@ -307,15 +331,17 @@ def _pair_by_index(times, g, p, q, occ, base, first, offsets, a, b, window_ms, b
     if block / tau_ms > 50.0:  # products of e^{±v} and e^{±B·SUB/τ} could overflow: exp per lag
         return _pair_kernel(times[oa:ea], g[oa:ea], None, None, times[ob:eb], g[ob:eb], None,
                             None, occ[b], base[b], first[ob + b : eb + b + 1], sign, window_ms,
-                            block, delays_ms, tau_ms, min_lag_ms, mixed)  # fmt: skip
+                            delays_ms, tau_ms, min_lag_ms, mixed, fac, ws_f, ws_i, counts,
+                            s_plus, s_minus)  # fmt: skip
     return _pair_kernel(times[oa:ea], g[oa:ea], p[oa:ea], q[oa:ea], times[ob:eb], g[ob:eb],
                         p[ob:eb], q[ob:eb], occ[b], base[b], first[ob + b : eb + b + 1], sign,
-                        window_ms, block, delays_ms, tau_ms, min_lag_ms, mixed)  # fmt: skip
+                        window_ms, delays_ms, tau_ms, min_lag_ms, mixed, fac, ws_f, ws_i,
+                        counts, s_plus, s_minus)  # fmt: skip
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def _all_pairs(times, g, p, q, occ, base, first, offsets, pairs, window_ms, block, delays_ms,
-               tau_ms, min_lag_ms):  # fmt: skip
+               tau_ms, min_lag_ms, n_threads):  # fmt: skip
     P = pairs.shape[0]
     M = int(round(2 * window_ms))
     nd = delays_ms.shape[0]
@@ -324,14 +350,16 @@ def _all_pairs(times, g, p, q, occ, base, first, offsets, pairs, window_ms, bloc
     s_plus = np.zeros((P, nd))
     s_minus = np.zeros((P, nd))
     n_lags = np.zeros(P, np.int64)
-    for k in prange(P):
-        c, sp, sm, n = _pair_by_index(times, g, p, q, occ, base, first, offsets, pairs[k, 0],
-                                      pairs[k, 1], window_ms, block, delays_ms, tau_ms,
-                                      min_lag_ms, mixed)  # fmt: skip
-        counts[k] = c
-        s_plus[k] = sp
-        s_minus[k] = sm
-        n_lags[k] = n
+    fac = _block_factors(block, tau_ms)
+    # One scratch per worker (pairs k ≡ t mod n_work), not per pair.
+    n_work = max(min(P, n_threads), 1)
+    for t in prange(n_work):
+        ws_f, ws_i = _workspace(M)
+        for k in range(t, P, n_work):
+            n_lags[k] = _pair_by_index(times, g, p, q, occ, base, first, offsets, pairs[k, 0],
+                                       pairs[k, 1], window_ms, block, delays_ms, tau_ms,
+                                       min_lag_ms, mixed, fac, ws_f, ws_i, counts[k],
+                                       s_plus[k], s_minus[k])  # fmt: skip
     return counts, s_plus, s_minus, n_lags
 
 
@@ -357,7 +385,8 @@ def all_pair_statistics(times_ms, offsets, pairs, window_ms, delays_ms, tau_ms, 
     q = np.divide(1.0, p)
     occ, base, first = block_index(g, offsets)
     return _all_pairs(times_ms, g, p, q, occ, base, first, offsets, pairs, float(window_ms),
-                      block, delays_ms, float(tau_ms), float(min_lag_ms))  # fmt: skip
+                      block, delays_ms, float(tau_ms), float(min_lag_ms),
+                      get_num_threads())  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
