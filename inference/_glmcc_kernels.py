@@ -575,6 +575,14 @@ def _dot(x, y):
 
 @njit(cache=True, nogil=True)
 def coupling_se(diag, cp, cm, hpp, hmm, beta, free_plus, free_minus, work):
+    """See :func:`_coupling_se`."""
+    M = diag.shape[0]
+    return _coupling_se(diag, cp, cm, hpp, hmm, beta, free_plus, free_minus, work,
+                        np.empty(M), np.empty(M), np.empty(M))  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _coupling_se(diag, cp, cm, hpp, hmm, beta, free_plus, free_minus, work, Yp, Ym, Z):
     """Laplace posterior sd of (J₊, J₋): the square roots of the J diagonal of (−H)⁻¹, −H the
     Hessian of the negative log posterior (``diag``/``cp``/``cm``/``hpp``/``hmm`` as filled by
     :func:`_evaluate` at the MAP).
@@ -582,16 +590,13 @@ def coupling_se(diag, cp, cm, hpp, hmm, beta, free_plus, free_minus, work):
     −H = [[T, B], [Bᵀ, D_J]] with T tridiagonal (M × M), B = [cp, cm] and D_J diagonal, so
     the J block of (−H)⁻¹ is S⁻¹, S = D_J − Bᵀ T⁻¹ B (2 × 2): two O(M) tridiagonal solves.
     A J that is not free (held at 0, or on a clip bound) is treated as fixed: it gets NaN
-    and the other its conditional sd 1/√S_ii.
+    and the other its conditional sd 1/√S_ii. ``Yp``/``Ym``/``Z`` (M,): scratch.
     """
     se_p = np.nan
     se_m = np.nan
     if not free_plus and not free_minus:
         return se_p, se_m
-    M = diag.shape[0]
-    Yp = np.empty(M)
-    Ym = np.empty(M)
-    _tridiag_solve3(diag, 0.0, -beta, cp, cm, cm, Yp, Ym, np.empty(M), work)  # third: unused
+    _tridiag_solve3(diag, 0.0, -beta, cp, cm, cm, Yp, Ym, Z, work)  # third: unused
     s11 = hpp - _dot(cp, Yp)
     s22 = hmm - _dot(cm, Ym)
     s12 = -_dot(cp, Ym)
@@ -611,43 +616,64 @@ def coupling_se(diag, cp, cm, hpp, hmm, beta, free_plus, free_minus, work):
 @njit(cache=True, nogil=True)
 def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c, plus_n,
              minus_n, tau, beta, window, fix_plus, fix_minus, j_lo, j_hi, tol, max_iter):  # fmt: skip
+    """See :func:`_fit_pair` (here with fresh scratch, and ``a`` a fresh array)."""
+    a, Jp, Jm, L, LL, it, converged, se_p, se_m = _fit_pair(
+        counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c, plus_n,
+        minus_n, tau, beta, window, fix_plus, fix_minus, j_lo, j_hi, tol, max_iter,
+        _fit_workspace(counts.shape[0]),
+    )  # fmt: skip
+    return a.copy(), Jp, Jm, L, LL, it, converged, se_p, se_m
+
+
+@njit(cache=True, nogil=True)
+def _fit_workspace(M):
+    """Scratch of :func:`_fit_pair`: (16, M + 2)."""
+    return np.empty((16, M + 2))
+
+
+@njit(cache=True, nogil=True)
+def _fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, minus_c, plus_n,
+              minus_n, tau, beta, window, fix_plus, fix_minus, j_lo, j_hi, tol, max_iter,
+              ws):  # fmt: skip
     """MAP of (a, J₊, J₋) by Levenberg–Marquardt on the full Newton system.
 
     −H is tridiagonal in a plus two border columns (a, J±) and a diagonal J block, so each
     step is three O(M) tridiagonal solves (one fused pass) and a 2×2 Schur complement.
     ``fix_plus`` / ``fix_minus`` hold that J at 0 (the restricted fits of the
-    likelihood-ratio test). The buffers are allocated once per fit; an accepted step swaps
-    them with the trial's.
+    likelihood-ratio test). The buffers are rows of the scratch ``ws``
+    (:func:`_fit_workspace`, no allocation per fit); an accepted step swaps them with the
+    trial's.
 
     Returns
     -------
-    a : (M,), J₊, J₋, log posterior, log likelihood, iterations, converged (bool), and the
+    a : (M,) (a row of ``ws``), J₊, J₋, log posterior, log likelihood, iterations, converged (bool), and the
     Laplace posterior sd of J₊ and J₋ at the MAP (:func:`coupling_se`; NaN for a J held at
     0 or on a clip bound)
     """
     M = counts.shape[0]
-    a = np.full(M, np.log(max(counts.sum(), 1.0) / (2.0 * window)))
+    a = ws[0, :M]
+    a[:] = np.log(max(counts.sum(), 1.0) / (2.0 * window))
     Jp = 0.0 if fix_plus else 0.1
     Jm = 0.0 if fix_minus else 0.1
-    grad = np.empty(M + 2)
-    diag = np.empty(M)
-    cp = np.empty(M)
-    cm = np.empty(M)
-    work = np.empty(M)
+    grad = ws[1]
+    diag = ws[2, :M]
+    cp = ws[3, :M]
+    cm = ws[4, :M]
+    work = ws[5, :M]
     L, LL, hpp, hmm = _evaluate(a, Jp, Jm, counts, s_plus, s_minus, free_len, plus_log,
                                 minus_log, plus_c, minus_c, plus_n, minus_n, tau, beta,
                                 grad, diag, cp, cm)  # fmt: skip
     lam = 1e-3
     converged = False
     it = 0
-    g2 = np.empty(M + 2)
-    d2 = np.empty(M)
-    cp2 = np.empty(M)
-    cm2 = np.empty(M)
-    a_new = np.empty(M)
-    X = np.empty(M)
-    Yp = np.empty(M)
-    Ym = np.empty(M)
+    g2 = ws[6]
+    d2 = ws[7, :M]
+    cp2 = ws[8, :M]
+    cm2 = ws[9, :M]
+    a_new = ws[10, :M]
+    X = ws[11, :M]
+    Yp = ws[12, :M]
+    Ym = ws[13, :M]
     while it < max_iter:
         it += 1
         _tridiag_solve3(diag, lam, -beta, grad, cp, cm, X, Yp, Ym, work)
@@ -693,7 +719,7 @@ def fit_pair(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, min
                 break
     free_p = not fix_plus and j_lo < Jp < j_hi
     free_m = not fix_minus and j_lo < Jm < j_hi
-    se_p, se_m = coupling_se(diag, cp, cm, hpp, hmm, beta, free_p, free_m, work)
+    se_p, se_m = _coupling_se(diag, cp, cm, hpp, hmm, beta, free_p, free_m, work, Yp, Ym, X)
     return a, Jp, Jm, L, LL, it, converged, se_p, se_m
 
 
@@ -721,11 +747,12 @@ def fit_pairs(counts, s_plus, s_minus, free_len, plus_log, minus_log, plus_c, mi
     conv_out = np.zeros(P, np.bool_)
     se_out = np.full((P, 2), np.nan)
     for p in prange(P):
+        ws = _fit_workspace(M)  # one scratch for the D fits of the pair
         for q in range(D):
-            a, Jp, Jm, L, LL, it, conv, se_p, se_m = fit_pair(
+            a, Jp, Jm, L, LL, it, conv, se_p, se_m = _fit_pair(
                 counts[p], s_plus[p, q], s_minus[p, q], free_len[q], plus_log[q], minus_log[q],
                 plus_c[q], minus_c[q], plus_n[q], minus_n[q], tau, beta, window,
-                fix[p, 0], fix[p, 1], j_lo, j_hi, tol, max_iter,
+                fix[p, 0], fix[p, 1], j_lo, j_hi, tol, max_iter, ws,
             )  # fmt: skip
             if L > L_out[p]:
                 best[p] = q
