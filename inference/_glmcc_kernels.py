@@ -241,8 +241,15 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
             x = t + W
             k = np.uint64(min(max(int(np.floor(x)), 0), M - 1))
             r = np.floor(x + 0.5)
-            edge = (abs(x - r) < EDGE_TOL_MS) & (r > 0) & (r < M)
-            if (valid & (edge | mixed[k])) != 0:
+            edge = (abs(x - r) < EDGE_TOL_MS) & (r > 0) & (r < M)  # implies |t| < W
+            kv = np.uint64(M - valid * (M - np.int64(k)))  # k, or M outside the window
+            # One branch, taken rarely (mixed[M] is False): validity alone, tested first,
+            # would be unpredictable.
+            if edge | mixed[kv]:
+                if valid == 0:  # a lag below min_lag_ms on a bin edge
+                    hist[kv] += 1.0
+                    e_bin[kv] += e
+                    continue
                 if edge:  # a lag on a bin edge adds 0.5 to both neighbours
                     kk = int(r)
                     hist[kk - 1] += 0.5
@@ -255,7 +262,6 @@ def _pair_kernel(x_out, g_out, p_out, q_out, x_in, g_in, p_in, q_in, occ_in, bas
                     elif t < -delays_ms[q]:
                         s_minus[q] += e
             else:
-                kv = np.uint64(M - valid * (M - np.int64(k)))  # k, or M outside the window
                 hist[kv] += 1.0
                 e_bin[kv] += e
     for q in range(nd):
