@@ -89,11 +89,16 @@ def block_index(g, offsets):
         f = first[o + u : o + u + n + 1]
         n_occ = 0
         prev = -1
+        acc = np.uint64(0)  # the bits of word prev_w so far (blocks ascend: plain stores,
+        prev_w = np.uint64(0)  # no read-modify-write chained through memory)
         for k in range(n):
             b = g[o + k] - gmin + SUB
             g[o + k] = b
             ub = np.uint64(b)
-            row[ub >> np.uint64(6)] |= np.uint64(1) << (ub & np.uint64(63))
+            w = ub >> np.uint64(6)
+            acc = (acc if w == prev_w else np.uint64(0)) | (np.uint64(1) << (ub & np.uint64(63)))
+            row[w] = acc
+            prev_w = w
             f[n_occ] = k
             n_occ += b != prev  # a new block: keep k as its first spike
             prev = b
