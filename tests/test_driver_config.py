@@ -284,3 +284,37 @@ def test_weight_factors_equal_the_equivalent_weight_scales(network):
                      network)  # fmt: skip
     with pytest.raises(ConfigError, match="unknown population 'X'"):
         ParameterSet([ParameterSpec(name="g", weight_factor=[["E", "X"]], prior=prior)], network)
+
+
+@pytest.mark.parametrize(
+    "kind, directives",
+    [
+        ("pbs", ["#PBS -q short", "#PBS -l walltime=00:30:00", "#PBS -A lab42"]),
+        ("sge", ["#$ -q short", "#$ -l h_rt=00:30:00"]),
+        ("lsf", ["#BSUB -q short", "#BSUB -W 00:30", "#BSUB -P \"lab42\""]),
+        ("slurm", ["#SBATCH -p short", "#SBATCH -t 00:30:00", "#SBATCH -A lab42"]),
+    ],
+)
+def test_jobqueue_backends_write_the_configs_job_script(kind, directives):
+    # Without a scheduler to submit to, the batch script each backend would submit is what
+    # can be checked: the config's queue, walltime and account as the scheduler's
+    # directives, one single-threaded worker per job, started by this Python.
+    import sys
+
+    from enkf.driver.cluster import _jobqueue
+    from enkf.run_config import ClusterSection
+
+    kw = {"queue": "short", "walltime": "00:30:00"}
+    if kind in ("pbs", "slurm"):
+        kw["account"] = "lab42"
+    elif kind == "lsf":
+        kw["project"] = "lab42"  # LSF's name for the account
+    section = ClusterSection.model_validate({"kind": kind, "workers": 2, "jobqueue": kw})
+    cluster = _jobqueue(section)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for d in directives:
+        assert d in script, (d, script)
+    assert sys.executable in script and "--nthreads 1" in script
