@@ -307,3 +307,45 @@ def test_output_holding_a_run_is_refused_without_overwrite(reference, tmp_path):
         (line,) = res.stderr.strip().splitlines()
         assert says in line and "--overwrite" in line, line
     assert tree_digest(REF) == before
+
+
+def test_nonfinite_members_are_reported_and_handled_by_the_policy(reference, tmp_path, capsys):
+    # A member whose state or predictions went non-finite: with the default policy the run
+    # stops with a line naming it; with `nonfinite: replace` it takes a finite member's
+    # state (keeping its own id, hence its own drive) and its cycle's numbers, and the
+    # replacement is reported. Never silently dropped.
+    import shutil
+
+    from enkf.driver import members as mem
+    from enkf.driver import store as rs
+    from enkf.driver.run import RunError, load
+
+    path = tmp_path / "run.zarr"
+    shutil.copytree(REF, path)
+    d = load(path)
+    d.store = rs.RunStore(path)
+    k, M = 3, d.asm.members
+    finite = np.ones(M, bool)
+    finite[[2, 7]] = False
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((M, 3)), rng.standard_normal((M, 5)),
+              rng.standard_normal((M, 2, 1)), rng.standard_normal((M, 2)), rng.standard_normal((M, 4))]  # fmt: skip
+    with pytest.raises(RunError, match=r"cycle 3: member\(s\) 2, 7 went non-finite.*nonfinite: replace"):
+        d._nonfinite(k, finite, *[a.copy() for a in arrays])
+    d.asm = d.asm.model_copy(update={"nonfinite": "replace"})
+    slot = d.store.slot(k + 1)
+    before = {m: mem.load_member(mem.member_path(slot, m))[0] for m in range(M)}
+    out = d._nonfinite(k, finite, *[a.copy() for a in arrays])
+    *new, n_replaced = out
+    assert n_replaced == 2
+    err = capsys.readouterr().err
+    assert "cycle 3: replaced non-finite member(s) [2, 7] by" in err
+    for b in (2, 7):
+        state = mem.load_member(mem.member_path(slot, b))[0]
+        donors = [m for m in range(M) if finite[m] and np.array_equal(before[m].v_mv, state.v_mv)]
+        assert len(donors) == 1  # a finite member's state, whole
+        assert state.member_ids.tolist() == [b]  # with its own id: its own drive stream
+        for a_new, a_old in zip(new, arrays, strict=True):
+            np.testing.assert_array_equal(a_new[b], a_old[donors[0]])
+    for m in np.flatnonzero(finite):  # the others are untouched
+        np.testing.assert_array_equal(mem.load_member(mem.member_path(slot, m))[0].v_mv, before[m].v_mv)

@@ -432,7 +432,7 @@ class Driver:
             mem.save_member(mem.member_path(slot, b), state, op)
             for arr in (theta_f, hx, trace, rates, v_obs):
                 arr[b] = arr[d]
-        print(f"spikeda: cycle {k}: replaced non-finite member(s) {list(bad)} by {list(donors)}",
+        print(f"spikeda: cycle {k}: replaced non-finite member(s) {bad.tolist()} by {donors.tolist()}",
               file=sys.stderr)  # fmt: skip
         return theta_f, hx, trace, rates, v_obs, int(bad.size)
 
