@@ -22,6 +22,7 @@ the members' network are the same in every run), on one LocalCluster, and report
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -40,6 +41,7 @@ from enkf.driver.run import load, start  # noqa: E402
 from enkf.driver.twin import truth_network  # noqa: E402
 from enkf.run_config import parse_run_config  # noqa: E402
 from model import advance, initial_state  # noqa: E402
+from model.network import csr_rows  # noqa: E402
 from observations import open_store  # noqa: E402
 
 CONFIG = ROOT / "configs" / "twin_constrained.yaml"
@@ -76,20 +78,21 @@ def signed_matrix(pre, post, excitatory, index) -> np.ndarray:
 
 
 def truth_links(cfg, network, observed) -> np.ndarray:
-    tn = truth_network(cfg, network)
+    return spec_links(truth_network(cfg, network), observed)
+
+
+def spec_links(net, observed) -> np.ndarray:
+    """The signed matrix of ``net``'s own (spec) synapses among ``observed``."""
     index = {int(u): i for i, u in enumerate(observed)}
-    pre = np.repeat(np.arange(tn.n), np.diff(tn.syn_ptr))
-    keep = np.isin(pre, observed) & np.isin(tn.syn_post, observed)
-    return signed_matrix(pre[keep], tn.syn_post[keep], tn.excitatory[pre[keep]], index)
+    pre = csr_rows(net.syn_ptr)
+    keep = np.isin(pre, observed) & np.isin(net.syn_post, observed)
+    return signed_matrix(pre[keep], net.syn_post[keep], net.excitatory[pre[keep]], index)
 
 
 def ensemble_links(driver, observed) -> np.ndarray:
     """Links the posterior ensemble implies (majority of members)."""
     index = {int(u): i for i, u in enumerate(observed)}
-    net = driver.network
-    pre = np.repeat(np.arange(net.n), np.diff(net.syn_ptr))
-    keep = np.isin(pre, observed) & np.isin(net.syn_post, observed)
-    W = signed_matrix(pre[keep], net.syn_post[keep], net.excitatory[pre[keep]], index)
+    W = spec_links(driver.network, observed)
     cs = driver.constraints
     if cs is not None:
         present = (cs.synapse_weight > 0).mean(axis=0) > 0.5
@@ -123,10 +126,8 @@ def heldout_synchrony(driver, ds, observed, t0, t1, spin_s=2.0, n_members=20) ->
     params = driver.params.member_params(theta, members)
     net = driver.network
     state = initial_state(net, n_members, 991)
-    from dataclasses import replace
-
     start_step = int(round((t0 - spin_s) / net.dt_s))
-    state = replace(state, step=start_step)
+    state = dataclasses.replace(state, step=start_step)
     _, rec = advance(net, params, state, start_step * net.dt_s, t1, 4242)
     sync = []
     for m in range(n_members):
@@ -157,7 +158,7 @@ def score(path: Path, cfg, wall_s: float) -> dict:
             "sd_ratio": float(P.sd_u[i] / U_post[:, i].std(ddof=1)),
         })  # fmt: skip
     observed = np.sort(driver.plan.model.neurons)
-    W_true = truth_links(cfg, driver.network if driver.constraints is None else load_base(cfg), observed)
+    W_true = truth_links(cfg, driver.network, observed)
     W_ens = ensemble_links(driver, observed)
     off = ~np.eye(observed.size, dtype=bool)
     conn = {
@@ -172,13 +173,9 @@ def score(path: Path, cfg, wall_s: float) -> dict:
     rate_rmse = float(np.sqrt(np.nanmean(d**2)))
     t0 = float(ds["window_start_s"].values[C - H])
     t1 = float(ds["window_end_s"].values[C - 1])
-    store = open_store(path / "twin_observations.zarr")
-    sp = store.spikes
-    truth_trains = [
-        np.sort(sp.times_s[sp.offsets[k] : sp.offsets[k + 1]]) for k in
-        [int(np.flatnonzero(sp.unit_ids == u)[0]) for u in observed]
-    ]  # fmt: skip
-    truth_trains = [t[(t > t0) & (t <= t1)] for t in truth_trains]
+    sp = open_store(path / "twin_observations.zarr").spikes.between(t0, t1)
+    truth_trains = [sp.times_s[sp.offsets[k] : sp.offsets[k + 1]]
+                    for k in [int(np.flatnonzero(sp.unit_ids == u)[0]) for u in observed]]  # fmt: skip
     s_true = synchrony(truth_trains, t0, t1)
     s_pred = heldout_synchrony(driver, ds, observed, t0, t1)
     return {
@@ -193,12 +190,6 @@ def score(path: Path, cfg, wall_s: float) -> dict:
         },
         "constraints": json.loads(ds.attrs.get("constraints") or "{}"),
     }  # fmt: skip
-
-
-def load_base(cfg):
-    from model import build_network
-
-    return build_network(cfg.network.spec, cfg.network.seed)
 
 
 def main() -> None:

@@ -145,10 +145,23 @@ class Network:
     def weight_matrix(self) -> np.ndarray:
         """Dense signed [pre, post] matrix of summed weights (small networks and tests only)."""
         W = np.zeros((self.n, self.n))
-        pre = np.repeat(np.arange(self.n), np.diff(self.syn_ptr))
+        pre = csr_rows(self.syn_ptr)
         sign = np.where(self.excitatory[pre], 1.0, -1.0)
         np.add.at(W, (pre, self.syn_post), sign * self.syn_weight)
         return W
+
+
+def csr_ptr(rows: np.ndarray, n: int) -> np.ndarray:
+    """(n+1,) int64 row pointer of CSR entries with row indices ``rows`` (counted, so in any
+    order; the entries themselves must end up sorted by row)."""
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=ptr[1:])
+    return ptr
+
+
+def csr_rows(ptr: np.ndarray) -> np.ndarray:
+    """Row index of every CSR entry of row pointer ``ptr`` (e.g. each synapse's pre)."""
+    return np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
 
 
 def draw_values(value, n: int, rng: np.random.Generator, r: np.ndarray) -> np.ndarray:
@@ -349,8 +362,7 @@ def build_network(spec, seed: int) -> Network:
     pre = np.concatenate(pres) if pres else np.empty(0, np.int64)
     post = np.concatenate(posts) if posts else np.empty(0, np.int64)
     order = np.lexsort((post, pre))
-    syn_ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(pre, minlength=n), out=syn_ptr[1:])
+    syn_ptr = csr_ptr(pre, n)
 
     drive = [p.drive for p in spec.populations]
     bias = np.concatenate(

@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from model.network import Network, _arrays, _delay_steps, _fingerprint
+from model.network import Network, _arrays, _delay_steps, _fingerprint, csr_ptr, csr_rows
 
 
 def with_member_synapses(
@@ -79,14 +79,12 @@ def with_member_synapses(
     # Remove the spec's synapses with both ends among the replaced neurons.
     among = np.zeros(n, bool)
     among[np.asarray(replace_among, dtype=np.int64)] = True
-    syn_pre = np.repeat(np.arange(n), np.diff(network.syn_ptr))
+    syn_pre = csr_rows(network.syn_ptr)
     keep = ~(among[syn_pre] & among[network.syn_post])
-    syn_ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(syn_pre[keep], minlength=n), out=syn_ptr[1:])
+    syn_ptr = csr_ptr(syn_pre[keep], n)
 
     order = np.lexsort((post, pre))
-    msyn_ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(pre, minlength=n), out=msyn_ptr[1:])
+    msyn_ptr = csr_ptr(pre, n)
     steps = _delay_steps(delay_ms[order], network.spec.dt_ms, "member synapses")
 
     targets = [np.asarray(t, dtype=np.int64).ravel() for t in source_targets]
@@ -121,7 +119,7 @@ def member_synapse_order(network: Network, pre, post) -> np.ndarray:
     that per-synapse values given in the caller's order can be laid out for the kernel."""
     pre = np.asarray(pre, dtype=np.int64)
     post = np.asarray(post, dtype=np.int64)
-    net_pre = np.repeat(np.arange(network.n), np.diff(network.msyn_ptr))
+    net_pre = csr_rows(network.msyn_ptr)
     key_net = net_pre * network.n + network.msyn_post
     key = pre * network.n + post
     pos = np.searchsorted(key_net, key)

@@ -103,7 +103,8 @@ class _Table:
 
 
 def _tables(network: Network, neurons, excitatory: bool):
-    """The table of each neuron (list), built once per distinct neuron type."""
+    """(tables, which): the distinct neuron types' tables (built once per network) and the
+    index into them of each neuron of ``neurons``."""
     _require_lif(network)
     cache = getattr(network, "_psp_tables", None)
     if cache is None:
@@ -115,15 +116,17 @@ def _tables(network: Network, neurons, excitatory: bool):
     tau_s = syn.tau_e_ms if excitatory else syn.tau_i_ms
     sign = 1.0 if excitatory else -1.0
     j = np.asarray(neurons, dtype=np.int64)
-    v_ref = reference_potential_mv(network, j)
     nr = network.neuron
-    out = []
-    for c, gl, v in zip(nr["c_pf"][j], nr["g_l_ns"][j], v_ref, strict=True):
-        key = (round(float(c), 9), round(float(gl), 9), round(float(v), 6), bool(excitatory))
+    types = np.column_stack([np.round(nr["c_pf"][j], 9), np.round(nr["g_l_ns"][j], 9),
+                             np.round(reference_potential_mv(network, j), 6)])  # fmt: skip
+    distinct, which = np.unique(types, axis=0, return_inverse=True)
+    tables = []
+    for c, gl, v in distinct:
+        key = (float(c), float(gl), float(v), bool(excitatory))
         if key not in cache:
             cache[key] = _Table(float(c), float(gl), float(v), e_syn, tau_s, conductance, sign)
-        out.append(cache[key])
-    return out
+        tables.append(cache[key])
+    return tables, which.ravel()
 
 
 def psp_mv(network: Network, post, weight, excitatory) -> np.ndarray:
@@ -132,18 +135,18 @@ def psp_mv(network: Network, post, weight, excitatory) -> np.ndarray:
 
     ``post``, ``weight``, ``excitatory`` broadcast to one shape (k,).
     """
-    post, weight, excitatory = np.broadcast_arrays(
-        np.asarray(post, np.int64), np.asarray(weight, float), np.asarray(excitatory, bool)
-    )
-    out = np.empty(post.shape)
+    post, weight, excitatory = (a.ravel() for a in np.broadcast_arrays(
+        np.asarray(post, np.int64), np.asarray(weight, float), np.asarray(excitatory, bool)))  # fmt: skip
+    shape = np.broadcast(post, weight).shape
+    out = np.empty(post.size)
     for flag in (True, False):
-        sel = np.flatnonzero(excitatory.ravel() == flag)
+        sel = np.flatnonzero(excitatory == flag)
         if sel.size:
-            tabs = _tables(network, post.ravel()[sel], flag)
-            sign = 1.0 if flag else -1.0
-            out.ravel()[sel] = [sign * float(t.forward(min(w, t.w[-1]))) for t, w in
-                                zip(tabs, weight.ravel()[sel], strict=True)]  # fmt: skip
-    return out
+            tables, which = _tables(network, post[sel], flag)
+            for t, table in enumerate(tables):
+                k = sel[which == t]
+                out[k] = (1.0 if flag else -1.0) * table.forward(np.minimum(weight[k], table.w[-1]))
+    return out.reshape(shape)
 
 
 def weight_for_psp(network: Network, post, psp) -> tuple[np.ndarray, np.ndarray]:
@@ -151,23 +154,28 @@ def weight_for_psp(network: Network, post, psp) -> tuple[np.ndarray, np.ndarray]
     on neurons ``post``; returns (weight, excitatory). A PSP of 0 gives weight 0 (sign
     excitatory); |PSP| above :data:`MAX_PSP_MV` is an error."""
     post, psp = np.broadcast_arrays(np.asarray(post, np.int64), np.asarray(psp, float))
+    shape = psp.shape
+    post, psp = post.ravel(), psp.ravel()
     if not np.isfinite(psp).all():
         raise ValueError("PSP values must be finite")
     big = np.abs(psp) > MAX_PSP_MV
     if big.any():
-        k = int(np.flatnonzero(big.ravel())[0])
-        raise ValueError(f"a PSP of {psp.ravel()[k]:.3g} mV is beyond the {MAX_PSP_MV} mV the conversion covers")
+        k = int(np.flatnonzero(big)[0])
+        raise ValueError(f"a PSP of {psp[k]:.3g} mV is beyond the {MAX_PSP_MV} mV the conversion covers")
     excitatory = psp >= 0
-    w = np.zeros(psp.shape)
+    w = np.zeros(psp.size)
     for flag in (True, False):
-        sel = np.flatnonzero(excitatory.ravel() == flag)
+        sel = np.flatnonzero(excitatory == flag)
         if sel.size:
-            tabs = _tables(network, post.ravel()[sel], flag)
-            for i, t, p in zip(sel, tabs, np.abs(psp.ravel()[sel]), strict=True):
-                if p > t.psp[-1]:
+            tables, which = _tables(network, post[sel], flag)
+            for t, table in enumerate(tables):
+                k = sel[which == t]
+                beyond = np.abs(psp[k]) > table.psp[-1]
+                if beyond.any():
+                    i = k[np.flatnonzero(beyond)[0]]
                     raise ValueError(
-                        f"a PSP of {psp.ravel()[i]:.3g} mV is beyond what a synapse onto neuron "
-                        f"{post.ravel()[i]} can give ({t.sign * t.psp[-1]:.3g} mV)"
+                        f"a PSP of {psp[i]:.3g} mV is beyond what a synapse onto neuron "
+                        f"{post[i]} can give ({table.sign * table.psp[-1]:.3g} mV)"
                     )
-                w.ravel()[i] = float(t.inverse(p))
-    return w, excitatory
+                w[k] = table.inverse(np.abs(psp[k]))
+    return w.reshape(shape), excitatory.reshape(shape)

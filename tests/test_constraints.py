@@ -151,7 +151,7 @@ def test_wiring_into_the_members_network():
     sources = Sources(targets=[np.array([101, 102, 104])], rate_hz=np.array([7.0]),
                       amplitude_mv=np.array([3.0]), n_triplets=np.array([1]))  # fmt: skip
     cfg = ConstraintsSection.model_validate({"glmcc": {}, "triplets": {}, "seed": 3})
-    cs = _assemble(cfg, net, conns, sources, neuron_of, units, 50, {"_results": {}})
+    cs = _assemble(cfg, net, conns, sources, neuron_of, units, 50, {})
     member_net = cs.network(net)
     obs = net.recorded
     W = member_net.weight_matrix()[np.ix_(obs, obs)]

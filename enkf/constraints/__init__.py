@@ -6,7 +6,7 @@
 - :mod:`enkf.constraints.build` — both in model-neuron terms, member draws, persistence.
 """
 
-from enkf.constraints.build import ConstraintSet, member_network, prepare, save_results
+from enkf.constraints.build import ConstraintSet, member_network, prepare
 from enkf.constraints.connections import Connections, from_glmcc
 from enkf.constraints.dale import assign_types
 from enkf.constraints.sources import Sources, from_triplets
@@ -20,5 +20,4 @@ __all__ = [
     "from_triplets",
     "member_network",
     "prepare",
-    "save_results",
 ]

@@ -57,6 +57,9 @@ class ConstraintSet:
         the source's targets; the members' weights are ``source_weight`` × their strength.
     info : dict
         What was done (estimator settings, counts, Dale conflicts, time resolution).
+    results : dict of xarray.Dataset
+        The estimators' results as used (written by :meth:`save`, not read back: the members
+        need only the arrays above).
     """
 
     observed: np.ndarray
@@ -75,6 +78,7 @@ class ConstraintSet:
     source_amplitude_mv: np.ndarray
     source_weight: np.ndarray
     info: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_synapses(self) -> int:
@@ -120,7 +124,8 @@ class ConstraintSet:
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, run_path: Path) -> None:
-        """Write ``constraints/members.zarr`` in the run folder."""
+        """Write ``constraints/members.zarr`` and the estimators' results
+        (``constraints/glmcc.zarr``, ``triplets.zarr``) in the run folder."""
         ds = xr.Dataset(
             {
                 "observed_neuron": ("observed", self.observed),
@@ -142,8 +147,10 @@ class ConstraintSet:
             },
             attrs={"info": json.dumps(self.info)},
         )  # fmt: skip
-        _folder(run_path)
-        ds.to_zarr(Path(run_path) / FOLDER / "members.zarr", mode="w")
+        folder = _folder(run_path)
+        ds.to_zarr(folder / "members.zarr", mode="w")
+        for name, result in self.results.items():
+            result.to_zarr(folder / f"{name}.zarr", mode="w")
 
     @classmethod
     def load(cls, run_path: Path) -> ConstraintSet:
@@ -204,8 +211,6 @@ def estimator_spikes(plan, until_s: float):
     """The observed spikes the estimators use (SpikeTrains of the observed units, before
     ``until_s``) and their time resolution (s): spike times of a spike store, or events
     deconvolved from calcium (frame resolution)."""
-    from observations import SpikeTrains
-
     store = plan.store
     observed = np.asarray(plan.store_ids)
     if store.spikes is not None:
@@ -216,12 +221,8 @@ def estimator_spikes(plan, until_s: float):
 
         sp, info = events_from_calcium(store.dff.sel(neuron=observed).load())
         resolution = float(info.attrs["time_resolution_s"])
-    stop = min(until_s, sp.t_stop_s)
-    sp = sp.between(sp.t_start_s, stop)
-    keep = np.isin(sp.unit_ids, observed)
-    trains = [sp.times_s[sp.offsets[u] : sp.offsets[u + 1]] for u in np.flatnonzero(keep)]
-    out = SpikeTrains.from_lists(trains, unit_ids=sp.unit_ids[keep], t_start_s=sp.t_start_s, t_stop_s=stop)
-    return out, resolution
+    sp = sp.between(sp.t_start_s, min(until_s, sp.t_stop_s))
+    return sp.select(np.flatnonzero(np.isin(sp.unit_ids, observed))), resolution
 
 
 def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, until_s: float,
@@ -241,6 +242,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
         if progress is not None:
             print(f"spikeda: constraints: {msg}", file=progress)
 
+    results = {}
     conns = None
     connected = []
     if cfg.glmcc is not None:
@@ -277,7 +279,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             conns = None
         else:
             say(f"{conns.n} connections ({int(conns.excitatory.sum())} E), {conns.dropped} dropped by Dale's rule")
-        _keep_result(ds, "glmcc", info)
+        results["glmcc"] = ds
 
     sources = None
     if cfg.triplets is not None:
@@ -302,11 +304,13 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             sources = None
         else:
             say(f"{sources.n} hidden sources from {info['triplets']['excitatory_triplets']} excitatory triplets")
-        _keep_result(ds, "triplets", info)
+        results["triplets"] = ds
 
     if conns is None and sources is None:
         return None
-    return _assemble(cfg, network, conns, sources, neuron_of, units, n_members, info)
+    cs = _assemble(cfg, network, conns, sources, neuron_of, units, n_members, info)
+    cs.results = results
+    return cs
 
 
 def _classified_triplets(spikes, cfg) -> xr.Dataset:
@@ -379,10 +383,6 @@ def _nothing(cfg: ConstraintsSection, where: str, what: str, say) -> None:
     say(f"{what}: this constraint is left out")
 
 
-def _keep_result(ds: xr.Dataset, name: str, info: dict) -> None:
-    info.setdefault("_results", {})[name] = ds
-
-
 def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, neuron_of,
               units, n_members, info) -> ConstraintSet:  # fmt: skip
     observed = np.sort(np.array([neuron_of[int(u)] for u in units], np.int64))
@@ -399,9 +399,7 @@ def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, 
         # A draw of the other sign means no synapse in that member (never one of the other
         # sign: Dale's type is the estimate's, not the draw's).
         mag = np.clip(draws * sign, 0.0, MAX_DRAW_MV)
-        weights = np.empty_like(mag)
-        for k in range(psp.size):
-            weights[:, k] = weight_for_psp(network, np.full(n_members, post[k]), sign[k] * mag[:, k])[0]
+        weights = weight_for_psp(network, np.broadcast_to(post, mag.shape), sign * mag)[0]
         syn = dict(syn_pre=pre, syn_post=post, syn_pre_unit=conns.pre[order],
                    syn_post_unit=conns.post[order], syn_psp_mv=psp, syn_psp_se_mv=se,
                    syn_delay_ms=conns.delay_ms[order], syn_excitatory=exc, synapse_weight=weights)  # fmt: skip
@@ -423,13 +421,4 @@ def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, 
     else:
         src = dict(src_ptr=np.zeros(1, np.int64), src_post=np.empty(0, np.int64),
                    source_rate_hz=np.empty(0), source_amplitude_mv=np.empty(0), source_weight=np.empty(0))  # fmt: skip
-    results = info.pop("_results")
-    cs = ConstraintSet(observed=observed, info=info, **syn, **src)
-    cs.results = results  # the estimator Datasets, written next to the members by save_results
-    return cs
-
-
-def save_results(cs: ConstraintSet, run_path: Path) -> None:
-    """The estimators' results as Zarr stores in the run's ``constraints/`` folder."""
-    for name, ds in getattr(cs, "results", {}).items():
-        ds.to_zarr(_folder(run_path) / f"{name}.zarr", mode="w")
+    return ConstraintSet(observed=observed, info=info, **syn, **src)

@@ -16,6 +16,7 @@ from scipy.sparse.csgraph import dijkstra
 from enkf.localization import DistanceLocalizer, Domains
 from enkf.run_config import LocalizationSpec
 from model import Network
+from model.network import csr_rows
 
 
 class NeuronLocalizer:
@@ -79,7 +80,7 @@ class NeuronLocalizer:
     def _hops(network: Network, neurons, obs_neurons, cutoff) -> np.ndarray:
         """(n_neurons, n_obs) synaptic hops between neurons (inf beyond the cutoff)."""
         n = network.n
-        pre = np.repeat(np.arange(n), np.diff(network.syn_ptr))
+        pre = csr_rows(network.syn_ptr)
         adj = scipy.sparse.csr_matrix((np.ones(pre.size), (pre, network.syn_post)), shape=(n, n))
         adj = ((adj + adj.T) > 0).astype(float)
         d = dijkstra(adj, directed=False, indices=neurons, unweighted=True, limit=cutoff)

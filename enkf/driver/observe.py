@@ -18,6 +18,7 @@ import zarr
 from enkf.config import ConfigError
 from enkf.run_config import AssimilationSection, ObservationsSection
 from model import Network
+from model.network import csr_rows
 from observations import SpikeTrains, StoreError, open_store
 from observations.operators import CalciumOperator, SpikeCountOperator, noise_level_nu
 
@@ -442,7 +443,7 @@ def _design(network: Network, neurons: np.ndarray, group: np.ndarray, how: str):
     ones = np.ones((neurons.size, 1))
     if how != "indegree":
         return ones, ["mean"]
-    pre = np.repeat(np.arange(network.n), np.diff(network.syn_ptr))
+    pre = csr_rows(network.syn_ptr)
     W = np.zeros((network.n, network.n_pop))
     np.add.at(W, (network.syn_post, network.pop_of[pre]), network.syn_weight.astype(np.float64))
     X = W[neurons]

@@ -106,9 +106,6 @@ class Driver:
         specs = list(cfg.parameters) + constraints.parameter_specs(cfg.constraints)
         return network, ParameterSet(specs, network, constraints)
 
-    def n_holdout(self) -> int:
-        return self.asm.holdout_cycles
-
     def n_cycles(self) -> int:
         return len(self.plan.windows) if self.plan else self.asm.cycles
 
@@ -566,21 +563,19 @@ def _constrain(cfg: RunConfig, network, plan, path: Path, progress):
     """Run the estimators on the observations, build the members' network from them and
     keep everything in the run folder; returns (network, params, plan, ConstraintSet or
     None: nothing to constrain and ``if_empty: unconstrained``)."""
-    from enkf.constraints import prepare, save_results
+    from enkf.constraints import prepare
 
     asm = cfg.assimilation
-    probe = Driver(cfg, path, plan, network, None)
-    C = probe.n_cycles()
     until = cfg.constraints.until_s
     if until is None:
-        until = probe.window(C - asm.holdout_cycles).obs_t0_s if asm.holdout_cycles else math.inf
+        # the start of the first held-out window (constraints need observations: a plan)
+        until = plan.windows[-asm.holdout_cycles].obs_t0_s if asm.holdout_cycles else math.inf
     cs = prepare(cfg.constraints, network, plan, asm.members, until, progress)
     if cs is None:
         return network, ParameterSet(cfg.parameters, network), plan, None
     network, params = Driver.build(cfg, cs)
     plan = ObservationPlan(cfg.observations, asm, network, plan.path)
     cs.save(path)
-    save_results(cs, path)
     return network, params, plan, cs
 
 
