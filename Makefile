@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,nwb,plot]'
 	touch $(STAMP)
 
-# The main job: the quickstart twin experiment (configs/quickstart.yaml), a 100-member
+# The main job: the quickstart twin experiment (configs/quickstart.yaml), a 150-member
 # ensemble of a 1000-neuron network assimilating GCaMP6s calcium of 300 neurons on a
 # LocalCluster, a few minutes on 2 cores. It prints the table of truth, prior and
 # posterior, and writes quickstart.run.zarr and its figures (quickstart.run.zarr.plots/).

@@ -197,6 +197,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--members", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "constrained.json"))
+    ap.add_argument("--runs", nargs="+", choices=("with", "without"), default=["with", "without"],
+                    help="which of the two runs to make per seed (default both)")
     ap.add_argument("--keep", help="folder to keep the runs in (default: a temporary one)")
     args = ap.parse_args()
     from distributed import Client, LocalCluster
@@ -206,7 +208,7 @@ def main() -> None:
     rows = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as lc, Client(lc) as client:
         for seed in args.seeds:
-            for constrained in (True, False):
+            for constrained in [r == "with" for r in args.runs]:
                 text = config_text(seed, constrained, args.members)
                 cfg = parse_run_config(text, str(CONFIG), CONFIG.parent)
                 path = work / f"seed{seed}_{'with' if constrained else 'without'}.run.zarr"
@@ -223,7 +225,7 @@ def main() -> None:
                       f"{h['rate_rmse_anscombe']:.4f}, synchrony RMSE {h['sync_rmse_hz']:.4f} Hz; "
                       f"{wall:.0f} s", flush=True)  # fmt: skip
     summary = {}
-    for constrained in (True, False):
+    for constrained in [r == "with" for r in args.runs]:
         sel = [r for r in rows if r["constrained"] == constrained]
         key = "with" if constrained else "without"
         summary[key] = {

@@ -42,6 +42,7 @@ TARGET_UNITS = {
     "poisson_rate_hz": "Hz",
     "bias_pa": "pA",
     "source_scale": "1",
+    "link_scale": "1",
 }
 
 
@@ -78,7 +79,9 @@ class ParameterSpec(Strict):
     ``bias_pa: POP`` (or a list) shifts the DC bias of every neuron of the population so
     that the population's mean bias equals the parameter (heterogeneity is kept);
     ``source_scale: all`` (or a list of source indices) multiplies the weights of the hidden
-    sources that the triplet-map constraints add (their strength; see ``constraints``).
+    sources that the triplet-map constraints add (their strength; see ``constraints``);
+    ``link_scale: E`` (or ``I``, ``all``) multiplies the weights of the synapses that the
+    GLMCC constraints set among the observed neurons, those of that sign.
     """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -87,6 +90,7 @@ class ParameterSpec(Strict):
     poisson_rate_hz: str | list[str] | None = None
     bias_pa: str | list[str] | None = None
     source_scale: Literal["all"] | list[Annotated[int, Field(ge=0)]] | None = None
+    link_scale: Literal["E", "I", "all"] | None = None
     transform: Literal["identity", "log", "logit"] = "log"
     bounds: tuple[float, float] | None = None
     """(low, high) of a logit transform."""
@@ -124,7 +128,7 @@ class ParameterSpec(Strict):
         """The populations the target names (pre, post for a weight scale; pre, post of
         each pair in turn for a weight factor)."""
         value = getattr(self, self.kind)
-        if self.kind == "source_scale":
+        if self.kind in ("source_scale", "link_scale"):
             return []
         if self.kind == "weight_factor":
             return [name for pair in value for name in pair]
@@ -322,6 +326,11 @@ class GlmccConstraint(Strict):
     cell_types: Literal["store", "signs"] = "store"
     """store: a unit labelled E or I in the store's units/cell_type has that type, and its
     links of the other sign are dropped; signs: types from the signs alone (Dale's rule)."""
+    strength: Prior | None = None
+    """Prior of two estimated factors on the constrained synapses' weights, one on the E
+    links and one on the I links (log transform): GLMCC's J-to-PSP calibration comes from
+    the authors' model neuron, not from the recorded one, so the data may correct it.
+    None: the weights stay as the estimates give them."""
 
 
 class TripletConstraint(Strict):

@@ -11,11 +11,12 @@ import xarray as xr
 import yaml
 
 from enkf.config import ConfigError
-from enkf.constraints import assign_types, from_glmcc, from_triplets
+from enkf.constraints import assign_types, explained_pairs, from_glmcc, from_triplets
 from enkf.constraints.build import ConstraintSet, _assemble
 from enkf.constraints.connections import Connections
 from enkf.constraints.sources import Sources
-from enkf.run_config import ConstraintsSection
+from enkf.driver.params import ParameterSet
+from enkf.run_config import ConstraintsSection, ParameterSpec
 from model import build_network
 from model.psp import psp_mv
 
@@ -111,8 +112,15 @@ def test_hidden_sources_from_motif_labels():
     assert src.amplitude_mv.tolist() == [4.0, 1.5, 2.0, 2.5, 5.0]
     assert src.n_triplets.tolist() == [2, 1, 1, 1, 1]
     # a pair GLMCC finds directly connected gets no source: its link explains the synchrony
-    src = from_triplets(ds, connected=[(9, 7), (3, 8)])
+    src = from_triplets(ds, explained=[(9, 7), (3, 8)])
     assert [t.tolist() for t in src.targets] == [[4, 6], [7, 8], [8, 9], [1, 2, 3]]
+    # nor does a pair with a recorded excitatory input in common (unit 5 → 4 and 5 → 6);
+    # a shared inhibitory input (11 → 7, 11 → 8) explains no excess synchrony
+    links = ([9, 5, 5, 11, 11], [7, 4, 6, 7, 8], [True, True, True, False, False])
+    explained = explained_pairs(*links)
+    assert explained == {(7, 9), (4, 5), (5, 6), (4, 6), (7, 11), (8, 11)}
+    src = from_triplets(ds, explained=explained)
+    assert [t.tolist() for t in src.targets] == [[7, 8], [8, 9], [1, 2, 3]]
     with pytest.raises(ConfigError, match="motif_amplitude_mv"):
         from_triplets(ds.drop_vars("motif_amplitude_mv"))
 
@@ -170,6 +178,23 @@ def test_wiring_into_the_members_network():
     assert cs.source_rate_hz.tolist() == [7.0]
     np.testing.assert_allclose(psp_mv(net, [1], cs.source_weight, True), [3.0], rtol=1e-3)
     assert [p.name for p in cs.parameter_specs(cfg)] == ["source_strength"]
+
+    # With glmcc.strength, the E and the I links each get an estimated factor: a member's
+    # weights are its own draws times its factors, the sources' weights times theirs.
+    cfg = ConstraintsSection.model_validate({"glmcc": {"strength": {"mean": 1.0, "sd": 0.5}},
+                                             "triplets": {}, "seed": 3})  # fmt: skip
+    specs = cs.parameter_specs(cfg)
+    assert [p.name for p in specs] == ["link_E_strength", "link_I_strength", "source_strength"]
+    P = ParameterSet(specs, member_net, cs)
+    theta = np.array([[2.0, 0.5, 1.5], [1.0, 3.0, 0.25]])
+    mp = P.member_params(theta, members=[4, 7])
+    exc = cs.syn_excitatory
+    np.testing.assert_array_equal(mp.synapse_weight[:, exc], cs.synapse_weight[[4, 7]][:, exc] * [[2.0], [1.0]])
+    np.testing.assert_array_equal(mp.synapse_weight[:, ~exc], cs.synapse_weight[[4, 7]][:, ~exc] * [[0.5], [3.0]])
+    np.testing.assert_array_equal(mp.source_weight, cs.source_weight * [[1.5], [0.25]])
+    # a link factor on a network without constrained links of that sign is refused
+    with pytest.raises(ConfigError, match=r"parameters\[0\] \(g\): link_scale I names no synapse"):
+        ParameterSet([ParameterSpec(name="g", link_scale="I", prior={"mean": 1.0, "sd": 0.5})], net)
 
 
 # -- end to end --------------------------------------------------------------------------------

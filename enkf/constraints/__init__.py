@@ -9,13 +9,14 @@
 from enkf.constraints.build import ConstraintSet, member_network, prepare
 from enkf.constraints.connections import Connections, from_glmcc
 from enkf.constraints.dale import assign_types
-from enkf.constraints.sources import Sources, from_triplets
+from enkf.constraints.sources import Sources, explained_pairs, from_triplets
 
 __all__ = [
     "ConstraintSet",
     "Connections",
     "Sources",
     "assign_types",
+    "explained_pairs",
     "from_glmcc",
     "from_triplets",
     "member_network",

@@ -19,7 +19,7 @@ import xarray as xr
 
 from enkf.config import ConfigError
 from enkf.constraints.connections import Connections, from_glmcc
-from enkf.constraints.sources import Sources, from_triplets
+from enkf.constraints.sources import Sources, explained_pairs, from_triplets
 from enkf.run_config import ConstraintsSection, ParameterSpec, Prior
 from model import Network, build_network
 from model.overlay import member_synapse_order, with_member_synapses
@@ -111,16 +111,23 @@ class ConstraintSet:
         return net
 
     def parameter_specs(self, cfg: ConstraintsSection) -> list[ParameterSpec]:
-        """The estimated strengths of the hidden sources (none without sources)."""
+        """The estimated strengths the constraints add: of the constrained E and I links
+        (``glmcc.strength``, for each sign present) and of the hidden sources."""
+        specs = []
+        if cfg.glmcc is not None and cfg.glmcc.strength is not None:
+            for sign, n in (("E", int(self.syn_excitatory.sum())), ("I", int((~self.syn_excitatory).sum()))):
+                if n:
+                    specs.append(ParameterSpec(name=f"link_{sign}_strength", link_scale=sign,
+                                               prior=cfg.glmcc.strength))  # fmt: skip
         if not self.n_sources or cfg.triplets is None:
-            return []
+            return specs
         prior = Prior(mean=cfg.triplets.strength.mean, sd=cfg.triplets.strength.sd)
         if cfg.triplets.per_source:
-            return [
+            return specs + [
                 ParameterSpec(name=f"source_{s}_strength", source_scale=[s], prior=prior)
                 for s in range(self.n_sources)
             ]
-        return [ParameterSpec(name="source_strength", source_scale="all", prior=prior)]
+        return specs + [ParameterSpec(name="source_strength", source_scale="all", prior=prior)]
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, run_path: Path) -> None:
@@ -244,7 +251,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
 
     results = {}
     conns = None
-    connected = []
+    explained = set()
     if cfg.glmcc is not None:
         where = "constraints.glmcc"
         if resolution > GLMCC_RESOLUTION_S:
@@ -267,7 +274,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
         conns = from_glmcc(ds, default, where, known)
         # the links kept as synapses (after Dale's rule), not every significant pair: a
         # trough beside a common-input peak must not hide that common input
-        connected = list(zip(conns.pre.tolist(), conns.post.tolist(), strict=True))
+        explained = explained_pairs(conns.pre, conns.post, conns.excitatory)
         info["glmcc"] = {"significant": conns.n + conns.dropped, "dale_dropped": conns.dropped,
                          "settings": {k: str(v) for k, v in ds.attrs.items()}}  # fmt: skip
         info["glmcc"]["type_mismatch"] = [
@@ -295,7 +302,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
         else:
             say(f"triplet map on {spikes.n_units} units")
             ds = _classified_triplets(spikes, cfg.triplets)
-        sources = from_triplets(ds, where, connected)
+        sources = from_triplets(ds, where, explained)
         info["triplets"] = {"sources": sources.n,
                             "excitatory_triplets": int(np.isin(ds["motif"].values.astype(str),
                                                                ("E-all", "E-pair", "E-pairs")).sum())}  # fmt: skip

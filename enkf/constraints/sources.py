@@ -3,9 +3,11 @@
 A triplet classified as excitatory common input gets sources: "E-all" one source to its
 three units, "E-pair" one to the named pair, "E-pairs" one to each of its three pairs. A
 source's rate is the motif's fitted source rate; its amplitude (mV) is the mean over its
-targets of the motif's amplitude (``motif_amplitude_mv``). Pairs with a direct GLMCC
-connection are not given a source (the link explains their synchrony). Triplets overlap, so the same
-common input is seen more than once: sources with the same targets are merged (rates and
+targets of the motif's amplitude (``motif_amplitude_mv``). Pairs whose synchrony the
+recorded neurons already explain are not given a source: a pair with a direct GLMCC
+connection, and a pair that receives significant excitatory connections from the same
+recorded neuron (a common input that is recorded, and modelled as two links, is not a
+hidden one). Triplets overlap, so the same common input is seen more than once: sources with the same targets are merged (rates and
 amplitudes averaged), and a pair source inside the targets of a three-unit source is
 dropped (the three-unit source already gives that pair its common input).
 """
@@ -40,15 +42,31 @@ class Sources:
         return len(self.targets)
 
 
-def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets", connected=()) -> Sources:
+def explained_pairs(pre, post, excitatory) -> set[tuple[int, int]]:
+    """Unordered unit pairs whose synchrony the estimated links explain: the two ends of a
+    link, and two units that receive excitatory links from the same presynaptic unit.
+
+    pre, post : (k,) unit ids of the links; excitatory : (k,) bool.
+    """
+    pairs = {tuple(sorted((int(a), int(b)))) for a, b in zip(pre, post, strict=True)}
+    pre, post = np.asarray(pre), np.asarray(post)
+    e = np.asarray(excitatory, bool)
+    for u in np.unique(pre[e]):
+        targets = np.unique(post[e & (pre == u)]).tolist()
+        pairs.update((a, b) for k, a in enumerate(targets) for b in targets[k + 1 :])
+    return pairs
+
+
+def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets", explained=()) -> Sources:
     """The sources of a classified triplet map (``inference.TripletMap.fit`` Dataset).
 
-    ``connected``: unordered unit pairs with a significant direct connection (GLMCC). A
-    direct link with a delay under the bin width makes the two units fire in the same bin
-    just as a common input does; a source whose targets hold such a pair is left out (the
-    link explains the pair, and the triplet map cannot tell them apart at zero lag).
+    ``explained``: unordered unit pairs whose synchrony the estimated links explain
+    (:func:`explained_pairs`). A direct link with a delay under the bin width makes two
+    units fire in the same bin just as a common input does, and so does a recorded
+    neuron's input to both; the triplet map cannot tell these from a hidden input at zero
+    lag, so a source whose targets hold such a pair is left out.
     """
-    connected = {tuple(sorted((int(a), int(b)))) for a, b in connected}
+    explained = {tuple(sorted((int(a), int(b)))) for a, b in explained}
     require(ds, "triplets", ("motif", "motif_amplitude_mv"), where, "spikeda triplets")
     units = ds["triplet_units"].values
     motif = ds["motif"].values.astype(str)
@@ -68,7 +86,7 @@ def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets", connected
             if not (np.isfinite(a) and a > 0 and np.isfinite(rate[t]) and rate[t] > 0):
                 continue
             key = tuple(sorted(int(u) for u in units[t, list(g)]))
-            if any((a, b) in connected for k, a in enumerate(key) for b in key[k + 1 :]):
+            if any((a, b) in explained for k, a in enumerate(key) for b in key[k + 1 :]):
                 continue
             found.setdefault(key, []).append((rate[t], a))
     triples = [k for k in found if len(k) == 3]

@@ -69,6 +69,17 @@ class ParameterSet:
                         f"(it has {n_src}; they come from constraints.triplets)"
                     )
                 self._targets.append((p.kind, idx))
+            elif p.kind == "link_scale":
+                exc = network.msyn_excitatory
+                cols = np.flatnonzero(np.ones_like(exc) if p.link_scale == "all"
+                                      else exc == (p.link_scale == "E"))  # fmt: skip
+                if cols.size == 0:
+                    raise ConfigError(
+                        f"{where}: link_scale {p.link_scale} names no synapse: the network has no "
+                        f"constrained {'' if p.link_scale == 'all' else p.link_scale + ' '}synapses "
+                        f"(they come from constraints.glmcc)"
+                    )
+                self._targets.append((p.kind, cols))
             elif p.kind == "weight_factor":
                 # factors multiply, so several parameters may name one pair; one may not
                 # name it twice
@@ -187,12 +198,15 @@ class ParameterSet:
         if members is None:
             raise ValueError("member_params of a constrained run needs the member ids")
         src_w = np.tile(cs.source_weight, (M, 1))
+        syn_w = cs.synapse_weight[np.asarray(members)]
         for i, (kind, idx) in enumerate(self._targets):
             if kind == "source_scale":
                 src_w[:, idx] *= theta[:, i : i + 1]
+            elif kind == "link_scale":
+                syn_w[:, idx] *= theta[:, i : i + 1]
         return dataclasses.replace(
             out,
-            synapse_weight=cs.synapse_weight[np.asarray(members)],
+            synapse_weight=syn_w,
             source_rate_hz=np.tile(cs.source_rate_hz, (M, 1)),
             source_weight=src_w,
         )
