@@ -326,11 +326,16 @@ class GlmccConstraint(Strict):
     cell_types: Literal["store", "signs"] = "store"
     """store: a unit labelled E or I in the store's units/cell_type has that type, and its
     links of the other sign are dropped; signs: types from the signs alone (Dale's rule)."""
+    psp: Literal["model", "authors"] = "model"
+    """How J becomes a PSP: model: by the model neuron's own J(PSP) curve, simulated with
+    probe synapses of known size in the members' network (enkf/constraints/calibrate.py);
+    authors: by Kobayashi et al.'s factors (2.532 mV per unit J for E, 0.612 for I), fitted
+    on their own model neurons."""
     strength: Prior | None = None
     """Prior of two estimated factors on the constrained synapses' weights, one on the E
-    links and one on the I links (log transform): GLMCC's J-to-PSP calibration comes from
-    the authors' model neuron, not from the recorded one, so the data may correct it.
-    None: the weights stay as the estimates give them."""
+    links and one on the I links (log transform), so that the data may correct the J-to-PSP
+    calibration (made on a model, not on the recorded neurons). None: the weights stay as
+    the estimates give them."""
 
 
 class TripletConstraint(Strict):

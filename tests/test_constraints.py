@@ -362,3 +362,36 @@ def test_clipped_couplings_get_the_sd_their_test_implies():
     k = int(np.flatnonzero(c.pre == 1)[0])
     assert c.psp_se_mv[k] == pytest.approx(0.612 * 0.658 / 3.2905, rel=1e-4)
     assert c.n == 2
+
+
+# -- J ↔ PSP calibration ---------------------------------------------------------------------
+
+
+def test_j_calibration_inverts_its_curve_and_transfers_to_new_data():
+    from enkf.constraints.calibrate import JCalibration, calibrate_j
+
+    # The inverse is piecewise linear through the origin and the level means; a level whose
+    # mean J falls below the one before it (noise) is dropped, never inverted backwards; past
+    # the last level the last segment goes on.
+    cal = JCalibration(psp_mv=np.array([1.0, 2.0, 4.0, -1.0, -3.0]),
+                       j_mean=np.array([0.5, 0.4, 2.0, -1.0, -2.5]),
+                       j_sd=np.zeros(5), n=np.full(5, 8), duration_s=60.0)  # fmt: skip
+    psp, slope = cal.psp([0.25, 0.5, 1.0, 3.0, -0.5, -1.75, -3.0], [True] * 4 + [False] * 3)
+    np.testing.assert_allclose(psp, [0.5, 1.0, 2.0, 6.0, -0.5, -2.0, -3.0 - 2 / 3])
+    np.testing.assert_allclose(slope, [2.0, 2.0, 2.0, 2.0, 1.0, 4 / 3, 4 / 3])
+
+    # Simulated: J grows with the PSP, and the curve of one realisation turns the mean J of
+    # probes in an independent realisation (other neurons, other noise) back into their
+    # PSP within the spread that the probes' J has at this data length.
+    net = build_network(dict(SPEC, populations=[dict(SPEC["populations"][0], n=160),
+                                                dict(SPEC["populations"][1], n=40)]), 0)  # fmt: skip
+    kw = {"delay_ms": 3.0}
+    a = calibrate_j(net, net.recorded, 120.0, kw, per_level=6, seed=1)
+    b = calibrate_j(net, net.recorded, 120.0, kw, per_level=6, seed=2)
+    e = a.psp_mv > 0
+    assert np.all(np.diff(a.j_mean[e]) > 0) and np.all(np.diff(a.j_mean[~e][:3]) < 0)
+    for level, jm, sd, n in zip(b.psp_mv, b.j_mean, b.j_sd, b.n, strict=True):
+        if abs(level) > 2.5:  # the J of strong inhibition sits on GLMCC's clip bound
+            continue
+        got, slope = a.psp([jm], [level > 0])
+        assert abs(got[0] - level) < 4 * slope[0] * sd / np.sqrt(n) + 0.1 * abs(level), (level, got)

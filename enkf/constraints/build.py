@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from enkf.config import ConfigError
+from enkf.constraints.calibrate import calibrate_j
 from enkf.constraints.connections import Connections, from_glmcc
 from enkf.constraints.sources import Sources, explained_pairs, from_triplets
 from enkf.run_config import ConstraintsSection, ParameterSpec, Prior
@@ -242,6 +243,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
     spikes, resolution = estimator_spikes(plan, until_s)
     units = np.asarray(plan.store_ids)
     neuron_of = dict(zip(units.tolist(), np.asarray(plan.model.neurons).tolist(), strict=True))
+    duration = float(spikes.t_stop_s - spikes.t_start_s)
     info = {"until_s": float(spikes.t_stop_s), "time_resolution_s": resolution,
             "n_units": int(units.size)}  # fmt: skip
 
@@ -267,16 +269,23 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             kw = {"delay_ms": cfg.glmcc.delay_ms, "test": cfg.glmcc.test}
             if cfg.glmcc.alpha is not None:
                 kw["alpha"] = cfg.glmcc.alpha
-            say(f"GLMCC on {spikes.n_units} units, {spikes.t_stop_s - spikes.t_start_s:g} s")
+            say(f"GLMCC on {spikes.n_units} units, {duration:g} s")
             ds = GLMCC(**kw).fit(spikes)
         default = np.where(network.excitatory[[neuron_of[int(u)] for u in ds["pre"].values]], "E", "I")
         known = _cell_types(plan, ds["pre"].values) if cfg.glmcc.cell_types == "store" else None
-        conns = from_glmcc(ds, default, where, known)
+        calibration = None
+        if cfg.glmcc.psp == "model":
+            say(f"J ↔ PSP of the model neuron: probe synapses, {duration:g} s simulated")
+            calibration = calibrate_j(network, list(neuron_of.values()), duration,
+                                      _glmcc_settings(ds), seed=cfg.seed)  # fmt: skip
+        conns = from_glmcc(ds, default, where, known, calibration)
         # the links kept as synapses (after Dale's rule), not every significant pair: a
         # trough beside a common-input peak must not hide that common input
         explained = explained_pairs(conns.pre, conns.post, conns.excitatory)
         info["glmcc"] = {"significant": conns.n + conns.dropped, "dale_dropped": conns.dropped,
-                         "settings": {k: str(v) for k, v in ds.attrs.items()}}  # fmt: skip
+                         "settings": {k: str(v) for k, v in ds.attrs.items()},
+                         "psp": cfg.glmcc.psp,
+                         "calibration": None if calibration is None else calibration.as_dict()}  # fmt: skip
         info["glmcc"]["type_mismatch"] = [
             int(u) for u, t in zip(conns.units, conns.types, strict=True)
             if t and (t == "E") != bool(network.excitatory[neuron_of[int(u)]])
@@ -368,6 +377,17 @@ def _classified_triplets(spikes, cfg) -> xr.Dataset:
         f"({int(np.triu(coupled, 1).sum())} coupled pairs at α = {cfg.alpha} over pairs)"
     )
     return out
+
+
+def _glmcc_settings(ds: xr.Dataset) -> dict:
+    """The GLMCC settings a result was made with (its attrs), as keyword arguments."""
+    a = ds.attrs
+    delay = a.get("delay_ms", 3.0)
+    kw = {"delay_ms": delay if delay == "scan" else float(delay), "test": str(a.get("test", "wald"))}
+    for key in ("tau_ms", "beta", "window_ms", "min_lag_ms"):
+        if key in a:
+            kw[key] = float(a[key])
+    return kw
 
 
 def _cell_types(plan, units) -> np.ndarray:

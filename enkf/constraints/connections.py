@@ -1,8 +1,9 @@
 """From a GLMCC result to the synapses among the observed neurons.
 
-Each significant directed connection of the result becomes one synapse: its PSP (mV) and
-the PSP's standard error (GLMCC's Laplace sd of J times the same mV-per-J calibration; for
-a J on its clip bound, the sd its test implies), its
+Each significant directed connection of the result becomes one synapse: its PSP (mV, from
+J by the model neuron's own calibration, :mod:`enkf.constraints.calibrate`, or by the
+authors' factors) and the PSP's standard error (GLMCC's Laplace sd of J times the local
+mV-per-J slope; for a J on its clip bound, the sd its test implies), its
 delay (GLMCC's d), its sign. Dale's law (:mod:`enkf.constraints.dale`) then types the
 presynaptic units and drops the links of the minority sign.
 """
@@ -73,12 +74,15 @@ def _standard_errors(ds: xr.Dataset, i, j, J) -> np.ndarray:
 
 
 def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc",
-               known_types=None) -> Connections:  # fmt: skip
+               known_types=None, calibration=None) -> Connections:  # fmt: skip
     """The connections of a GLMCC result (``inference.GLMCC.fit`` Dataset).
 
     ``default_types`` (n_units,) "E"/"I": the mapped model neurons' types, in the order of
     ``ds.pre`` (used by Dale's rule on a tie); ``known_types`` (n_units,): the recording's
-    cell types ("E", "I", "unknown"), which Dale's rule follows where given.
+    cell types ("E", "I", "unknown"), which Dale's rule follows where given;
+    ``calibration``: the model neuron's J ↔ PSP curves
+    (:class:`enkf.constraints.calibrate.JCalibration`), or None for the result's own PSPs
+    (the authors' factors).
     """
     require(ds, "connectivity", ("significant", "J_se"), where, "spikeda glmcc")
     units = ds["pre"].values
@@ -86,13 +90,17 @@ def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc",
     i, j = np.nonzero(sig)
     J = ds["J"].values[i, j]
     se = _standard_errors(ds, i, j, J)
-    psp = ds["psp_mv"].values[i, j]
+    if calibration is None:
+        psp = ds["psp_mv"].values[i, j]
+        slope = np.abs(psp / np.where(J != 0, J, np.nan))  # the authors' PSP is linear in J
+    else:
+        psp, slope = calibration.psp(J, J > 0)
     ok = np.isfinite(J) & np.isfinite(se) & (se > 0) & np.isfinite(psp) & (J != 0)
-    i, j, J, se, psp = i[ok], j[ok], J[ok], se[ok], psp[ok]
+    i, j, J, se, psp, slope = i[ok], j[ok], J[ok], se[ok], psp[ok], slope[ok]
     excitatory = J > 0
     z = np.abs(J) / se
     types, keep = assign_types(units[i], excitatory, z, units, np.asarray(default_types), known_types)
-    psp_se = np.abs(psp / J) * se  # the PSP is linear in J on each side
+    psp_se = slope * se  # to first order
     return Connections(
         pre=units[i][keep].astype(np.int64),
         post=units[j][keep].astype(np.int64),
