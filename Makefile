@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: the quickstart twin experiment (configs/quickstart.yaml), a 150-member
-# ensemble of a 1000-neuron network assimilating GCaMP6s calcium of 300 neurons on a
+# ensemble of a 1000-neuron network assimilating GCaMP6s calcium of 600 neurons on a
 # LocalCluster, a few minutes on 2 cores. It prints the table of truth, prior and
 # posterior, and writes quickstart.run.zarr and its figures (quickstart.run.zarr.plots/).
 # Then the filters' own check, the Lorenz-96 twin of Sakov & Oke (2008), about 10 s.
