@@ -370,28 +370,44 @@ def test_clipped_couplings_get_the_sd_their_test_implies():
 def test_j_calibration_inverts_its_curve_and_transfers_to_new_data():
     from enkf.constraints.calibrate import JCalibration, calibrate_j
 
-    # The inverse is piecewise linear through the origin and the level means; a level whose
-    # mean J falls below the one before it (noise) is dropped, never inverted backwards; past
-    # the last level the last segment goes on.
-    cal = JCalibration(psp_mv=np.array([1.0, 2.0, 4.0, -1.0, -3.0]),
-                       j_mean=np.array([0.5, 0.4, 2.0, -1.0, -2.5]),
-                       j_sd=np.zeros(5), n=np.full(5, 8), duration_s=60.0)  # fmt: skip
-    psp, slope = cal.psp([0.25, 0.5, 1.0, 3.0, -0.5, -1.75, -3.0], [True] * 4 + [False] * 3)
-    np.testing.assert_allclose(psp, [0.5, 1.0, 2.0, 6.0, -0.5, -2.0, -3.0 - 2 / 3])
+    # Probes whose J is exactly m(PSP)·(1 − 0.2·ln(rate / 10 Hz)): the curve at a rate is
+    # the per-level line in log rate, the inverse is piecewise linear through the origin and
+    # the level means; a level whose mean J falls below the one before it (noise) is
+    # dropped, never inverted backwards; past the last level the last segment goes on.
+    levels, m = [1.0, 2.0, 4.0, -1.0, -3.0], [0.5, 0.4, 2.0, -1.0, -2.5]
+    rates = np.array([5.0, 10.0, 20.0, 40.0])
+    psp = np.repeat(levels, rates.size)
+    rate = np.tile(rates, len(levels))
+    cal = JCalibration(psp_mv=psp, rate_hz=rate, duration_s=60.0,
+                       j=np.repeat(m, rates.size) * (1 - 0.2 * np.log(rate / 10.0)))  # fmt: skip
+    J = np.array([0.25, 0.5, 1.0, 3.0, -0.5, -1.75, -3.0])
+    exc = J > 0
+    want = [0.5, 1.0, 2.0, 6.0, -0.5, -2.0, -3.0 - 2 / 3]
+    got, slope = cal.psp(J, exc, 10.0)
+    np.testing.assert_allclose(got, want)
     np.testing.assert_allclose(slope, [2.0, 2.0, 2.0, 2.0, 1.0, 4 / 3, 4 / 3])
+    # at 10·e Hz every mean J is 0.8× as large: the same PSP for 0.8× the J
+    np.testing.assert_allclose(cal.psp(0.8 * J, exc, 10.0 * np.e)[0], want)
+    np.testing.assert_allclose(cal.j_mean(10.0 * np.e), 0.8 * np.array(sorted(zip(levels, m, strict=True)))[:, 1])
+    # beyond the probes' rates the nearest end holds
+    np.testing.assert_allclose(cal.psp(J, exc, 80.0)[0], cal.psp(J, exc, 40.0)[0])
 
-    # Simulated: J grows with the PSP, and the curve of one realisation turns the mean J of
-    # probes in an independent realisation (other neurons, other noise) back into their
-    # PSP within the spread that the probes' J has at this data length.
-    net = build_network(dict(SPEC, populations=[dict(SPEC["populations"][0], n=160),
-                                                dict(SPEC["populations"][1], n=40)]), 0)  # fmt: skip
+    # Simulated: J grows with the PSP and falls with the postsynaptic rate, and the curve of
+    # one realisation turns the mean J of probes in an independent realisation (other
+    # neurons, other offsets, other noise) back into their PSP within the spread that the
+    # probes' J has at this data length.
+    net = build_network(dict(SPEC, populations=[dict(SPEC["populations"][0], n=240),
+                                                dict(SPEC["populations"][1], n=60)]), 0)  # fmt: skip
     kw = {"delay_ms": 3.0}
-    a = calibrate_j(net, net.recorded, 120.0, kw, per_level=6, seed=1)
-    b = calibrate_j(net, net.recorded, 120.0, kw, per_level=6, seed=2)
-    e = a.psp_mv > 0
-    assert np.all(np.diff(a.j_mean[e]) > 0) and np.all(np.diff(a.j_mean[~e][:3]) < 0)
-    for level, jm, sd, n in zip(b.psp_mv, b.j_mean, b.j_sd, b.n, strict=True):
+    a = calibrate_j(net, net.recorded, 120.0, kw, per_level=10, seed=1)
+    b = calibrate_j(net, net.recorded, 120.0, kw, per_level=10, seed=2)
+    e = a.levels > 0
+    assert np.all(np.diff(a.j_mean()[e]) > 0) and np.all(np.diff(a.j_mean()[~e][-3:]) > 0)
+    assert np.all(a.j_mean(30.0)[e] < a.j_mean(5.0)[e])
+    for level in b.levels:
         if abs(level) > 2.5:  # the J of strong inhibition sits on GLMCC's clip bound
             continue
-        got, slope = a.psp([jm], [level > 0])
-        assert abs(got[0] - level) < 4 * slope[0] * sd / np.sqrt(n) + 0.1 * abs(level), (level, got)
+        sel = (b.psp_mv == level) & np.isfinite(b.j)
+        got, slope = a.psp([b.j[sel].mean()], [level > 0])
+        tol = 4 * slope[0] * b.j[sel].std(ddof=1) / np.sqrt(sel.sum()) + 0.1 * abs(level)
+        assert abs(got[0] - level) < tol, (level, got)

@@ -278,7 +278,9 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             say(f"J ↔ PSP of the model neuron: probe synapses, {duration:g} s simulated")
             calibration = calibrate_j(network, list(neuron_of.values()), duration,
                                       _glmcc_settings(ds), seed=cfg.seed)  # fmt: skip
-        conns = from_glmcc(ds, default, where, known, calibration)
+        rate_of = dict(zip(spikes.unit_ids.tolist(), (np.diff(spikes.offsets) / duration).tolist(), strict=True))
+        rates = np.array([rate_of.get(int(u), np.nan) for u in ds["pre"].values])
+        conns = from_glmcc(ds, default, where, known, calibration, rates)
         # the links kept as synapses (after Dale's rule), not every significant pair: a
         # trough beside a common-input peak must not hide that common input
         explained = explained_pairs(conns.pre, conns.post, conns.excitatory)

@@ -74,7 +74,7 @@ def _standard_errors(ds: xr.Dataset, i, j, J) -> np.ndarray:
 
 
 def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc",
-               known_types=None, calibration=None) -> Connections:  # fmt: skip
+               known_types=None, calibration=None, rates_hz=None) -> Connections:  # fmt: skip
     """The connections of a GLMCC result (``inference.GLMCC.fit`` Dataset).
 
     ``default_types`` (n_units,) "E"/"I": the mapped model neurons' types, in the order of
@@ -82,7 +82,8 @@ def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc",
     cell types ("E", "I", "unknown"), which Dale's rule follows where given;
     ``calibration``: the model neuron's J ↔ PSP curves
     (:class:`enkf.constraints.calibrate.JCalibration`), or None for the result's own PSPs
-    (the authors' factors).
+    (the authors' factors); ``rates_hz`` (n_units,): each unit's firing rate in the
+    recording, at which the calibration is read for the links onto it.
     """
     require(ds, "connectivity", ("significant", "J_se"), where, "spikeda glmcc")
     units = ds["pre"].values
@@ -94,7 +95,7 @@ def from_glmcc(ds: xr.Dataset, default_types, where: str = "constraints.glmcc",
         psp = ds["psp_mv"].values[i, j]
         slope = np.abs(psp / np.where(J != 0, J, np.nan))  # the authors' PSP is linear in J
     else:
-        psp, slope = calibration.psp(J, J > 0)
+        psp, slope = calibration.psp(J, J > 0, None if rates_hz is None else np.asarray(rates_hz)[j])
     ok = np.isfinite(J) & np.isfinite(se) & (se > 0) & np.isfinite(psp) & (J != 0)
     i, j, J, se, psp, slope = i[ok], j[ok], J[ok], se[ok], psp[ok], slope[ok]
     excitatory = J > 0
