@@ -326,6 +326,10 @@ class GlmccConstraint(Strict):
     cell_types: Literal["store", "signs"] = "store"
     """store: a unit labelled E or I in the store's units/cell_type has that type, and its
     links of the other sign are dropped; signs: types from the signs alone (Dale's rule)."""
+    undetected: Literal["remove", "keep"] = "remove"
+    """The spec's synapses between observed neurons that GLMCC found no link for: remove
+    them (the estimate decides on every pair), or keep them (a synapse may lie below
+    GLMCC's detection limit; only the pairs with an estimated link are replaced)."""
     psp: Literal["model", "authors"] = "model"
     """How J becomes a PSP: model: by the model neuron's own J(PSP) curve, simulated with
     probe synapses of known size in the members' network (enkf/constraints/calibrate.py);

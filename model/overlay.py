@@ -31,6 +31,7 @@ def with_member_synapses(
     delay_ms=(),
     excitatory=(),
     source_targets=(),
+    replace_pairs=(),
 ) -> Network:
     """A copy of ``network`` with member synapses and hidden sources.
 
@@ -40,6 +41,8 @@ def with_member_synapses(
         Built from a spec (it must not already hold member synapses or sources).
     replace_among : (n_r,) int
         Neurons among which the spec's synapses are removed (both ends in the set).
+    replace_pairs : (k_r, 2) int
+        (pre, post) pairs whose spec synapses are removed (the direction given only).
     pre, post : (k,) int
         Member synapses, global neuron indices; no autapses, no duplicates.
     delay_ms : (k,) float
@@ -76,11 +79,15 @@ def with_member_synapses(
     if np.unique(pre * n + post).size != pre.size:
         raise ValueError("member synapses: a (pre, post) pair appears twice")
 
-    # Remove the spec's synapses with both ends among the replaced neurons.
+    # Remove the spec's synapses with both ends among the replaced neurons, and those of the
+    # replaced pairs.
     among = np.zeros(n, bool)
     among[np.asarray(replace_among, dtype=np.int64)] = True
     syn_pre = csr_rows(network.syn_ptr)
     keep = ~(among[syn_pre] & among[network.syn_post])
+    pairs = np.asarray(replace_pairs, dtype=np.int64).reshape(-1, 2)
+    if pairs.size:
+        keep &= ~np.isin(syn_pre * n + network.syn_post, pairs[:, 0] * n + pairs[:, 1])
     syn_ptr = csr_ptr(syn_pre[keep], n)
 
     order = np.lexsort((post, pre))

@@ -179,6 +179,31 @@ def test_wiring_into_the_members_network():
     np.testing.assert_allclose(psp_mv(net, [1], cs.source_weight, True), [3.0], rtol=1e-3)
     assert [p.name for p in cs.parameter_specs(cfg)] == ["source_strength"]
 
+    # glmcc.undetected: keep — only the pairs with an estimated link lose their spec
+    # synapse; the others among the observed neurons keep the population rules. Without
+    # GLMCC (sources only) no spec synapse is touched.
+    W0 = net.weight_matrix()
+    a, b = np.argwhere(W0[np.ix_(obs, obs)] != 0)[0]  # a spec synapse among observed neurons
+    a, b = int(obs[a]), int(obs[b])
+    unit = {n: u for u, n in neuron_of.items()}
+    e = bool(net.excitatory[a])
+    on_spec = Connections(
+        pre=np.array([unit[a], 103]), post=np.array([unit[b], 100]), psp_mv=np.array([1.0 if e else -1.0, 0.8]),
+        psp_se_mv=np.array([0.1, 0.1]), delay_ms=np.array([3.0, 3.0]), excitatory=np.array([e, True]),
+        z=np.array([5.0, 8.0]), units=units, types=np.array([""] * 10), dropped=0,
+    )  # fmt: skip
+    for cfg_keep, pairs in (({"glmcc": {"undetected": "keep"}, "seed": 3}, [(a, b), (3, 0)]),
+                            ({"triplets": {}, "seed": 3}, [])):  # fmt: skip
+        keep_cfg = ConstraintsSection.model_validate(cfg_keep)
+        c = _assemble(keep_cfg, net, on_spec if "glmcc" in cfg_keep else None, sources, neuron_of, units, 50, {})
+        W = c.network(net).weight_matrix()
+        gone = np.zeros_like(W0, dtype=bool)
+        for a, b in pairs:
+            gone[a, b] = True
+        assert (W[gone] == 0).all() and (W0[gone] != 0).sum() == (1 if pairs else 0)
+        np.testing.assert_array_equal(W[~gone], W0[~gone])
+        assert (W0[np.ix_(obs, obs)] != 0).sum() > len(pairs)  # there were others to keep
+
     # With glmcc.strength, the E and the I links each get an estimated factor: a member's
     # weights are its own draws times its factors, the sources' weights times theirs.
     cfg = ConstraintsSection.model_validate({"glmcc": {"strength": {"mean": 1.0, "sd": 0.5}},

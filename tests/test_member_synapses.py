@@ -134,6 +134,19 @@ def test_replace_among_removes_spec_synapses_between_those_neurons_only():
         advance(net, default_params(net, 1), initial_state(net0, 1, 0), 0.0, 0.01, 0)
 
 
+def test_replace_pairs_removes_the_spec_synapses_of_those_pairs_only():
+    spec = _spec(n_e=6, n_i=2)
+    spec["projections"] = [{"pre": "E", "post": ["E", "I"], "rule": {"kind": "all_to_all"},
+                            "weight": 1.0, "delay_ms": 1.0}]  # fmt: skip
+    net0 = build_network(spec, 0)
+    net = with_member_synapses(net0, replace_pairs=[(0, 1), (2, 0), (6, 7)])  # 6 → 7: none
+    W0, W = net0.weight_matrix(), net.weight_matrix()
+    gone = np.zeros_like(W0, dtype=bool)
+    gone[[0, 2], [1, 0]] = True
+    assert (W[gone] == 0).all() and (W0[gone] != 0).all()
+    np.testing.assert_array_equal(W[~gone], W0[~gone])  # the reverse directions stay
+
+
 def test_hidden_source_is_common_poisson_input():
     # A source whose jump (30 nS) takes its targets over threshold in ~1.3 ms makes each of
     # them spike once per event (the 20-ms refractory period outlasts the conductance): the

@@ -41,7 +41,12 @@ class ConstraintSet:
     Attributes
     ----------
     observed : (n_r,) int64
-        Model neurons among which the spec's synapses are replaced.
+        The observed model neurons.
+    replace_all : bool
+        True: the spec's synapses among the observed neurons are all replaced by the
+        constrained ones (GLMCC decides on every pair: ``glmcc.undetected: remove``);
+        False: only the pairs with a constrained synapse lose their spec synapse, the rest
+        keep the population rules (``undetected: keep``, and runs without GLMCC).
     syn_pre, syn_post : (k,) int64
         Constrained synapses (model neurons), in the network's CSR order (pre, then post).
     syn_pre_unit, syn_post_unit : (k,) int64
@@ -78,6 +83,7 @@ class ConstraintSet:
     source_rate_hz: np.ndarray
     source_amplitude_mv: np.ndarray
     source_weight: np.ndarray
+    replace_all: bool = True
     info: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict, repr=False)
 
@@ -92,7 +98,9 @@ class ConstraintSet:
     def structure(self) -> dict:
         """The small arrays a worker needs to build the members' network."""
         return {
-            "replace_among": self.observed,
+            "replace_among": self.observed if self.replace_all else np.empty(0, np.int64),
+            "replace_pairs": np.empty((0, 2), np.int64) if self.replace_all
+            else np.column_stack([self.syn_pre, self.syn_post]),
             "pre": self.syn_pre,
             "post": self.syn_post,
             "delay_ms": self.syn_delay_ms,
@@ -153,7 +161,7 @@ class ConstraintSet:
                 "source_amplitude_mv": ("source", self.source_amplitude_mv, {"units": "mV"}),
                 "source_weight": ("source", self.source_weight),
             },
-            attrs={"info": json.dumps(self.info)},
+            attrs={"info": json.dumps(self.info), "replace_all": int(self.replace_all)},
         )  # fmt: skip
         folder = _folder(run_path)
         ds.to_zarr(folder / "members.zarr", mode="w")
@@ -174,7 +182,8 @@ class ConstraintSet:
             syn_excitatory=v("excitatory").astype(bool), synapse_weight=v("synapse_weight"),
             src_ptr=v("source_ptr"), src_post=v("source_target"),
             source_rate_hz=v("source_rate_hz"), source_amplitude_mv=v("source_amplitude_mv"),
-            source_weight=v("source_weight"), info=json.loads(ds.attrs["info"]),
+            source_weight=v("source_weight"), replace_all=bool(ds.attrs.get("replace_all", 1)),
+            info=json.loads(ds.attrs["info"]),
         )  # fmt: skip
 
 
@@ -450,4 +459,5 @@ def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, 
     else:
         src = dict(src_ptr=np.zeros(1, np.int64), src_post=np.empty(0, np.int64),
                    source_rate_hz=np.empty(0), source_amplitude_mv=np.empty(0), source_weight=np.empty(0))  # fmt: skip
-    return ConstraintSet(observed=observed, info=info, **syn, **src)
+    replace_all = cfg.glmcc is not None and cfg.glmcc.undetected == "remove" and conns is not None
+    return ConstraintSet(observed=observed, replace_all=replace_all, info=info, **syn, **src)
