@@ -174,8 +174,7 @@ def score(path: Path, cfg, wall_s: float) -> dict:
     t0 = float(ds["window_start_s"].values[C - H])
     t1 = float(ds["window_end_s"].values[C - 1])
     sp = open_store(path / "twin_observations.zarr").spikes.between(t0, t1)
-    truth_trains = [sp.times_s[sp.offsets[k] : sp.offsets[k + 1]]
-                    for k in [int(np.flatnonzero(sp.unit_ids == u)[0]) for u in observed]]  # fmt: skip
+    truth_trains = [sp.train(int(np.flatnonzero(sp.unit_ids == u)[0])) for u in observed]
     s_true = synchrony(truth_trains, t0, t1)
     s_pred = heldout_synchrony(driver, ds, observed, t0, t1)
     return {

@@ -198,8 +198,8 @@ def test_wiring_into_the_members_network():
         c = _assemble(keep_cfg, net, on_spec if "glmcc" in cfg_keep else None, sources, neuron_of, units, 50, {})
         W = c.network(net).weight_matrix()
         gone = np.zeros_like(W0, dtype=bool)
-        for a, b in pairs:
-            gone[a, b] = True
+        for p, q in pairs:
+            gone[p, q] = True
         assert (W[gone] == 0).all() and (W0[gone] != 0).sum() == (1 if pairs else 0)
         np.testing.assert_array_equal(W[~gone], W0[~gone])
         assert (W0[np.ix_(obs, obs)] != 0).sum() > len(pairs)  # there were others to keep

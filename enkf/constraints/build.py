@@ -252,7 +252,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
     spikes, resolution = estimator_spikes(plan, until_s)
     units = np.asarray(plan.store_ids)
     neuron_of = dict(zip(units.tolist(), np.asarray(plan.model.neurons).tolist(), strict=True))
-    duration = float(spikes.t_stop_s - spikes.t_start_s)
+    duration = float(spikes.duration_s)
     info = {"until_s": float(spikes.t_stop_s), "time_resolution_s": resolution,
             "n_units": int(units.size)}  # fmt: skip
 
@@ -287,7 +287,7 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             say(f"J ↔ PSP of the model neuron: probe synapses, {duration:g} s simulated")
             calibration = calibrate_j(network, list(neuron_of.values()), duration,
                                       _glmcc_settings(ds), seed=cfg.seed)  # fmt: skip
-        rate_of = dict(zip(spikes.unit_ids.tolist(), (np.diff(spikes.offsets) / duration).tolist(), strict=True))
+        rate_of = dict(zip(spikes.unit_ids.tolist(), spikes.rates_hz().tolist(), strict=True))
         rates = np.array([rate_of.get(int(u), np.nan) for u in ds["pre"].values])
         conns = from_glmcc(ds, default, where, known, calibration, rates)
         # the links kept as synapses (after Dale's rule), not every significant pair: a

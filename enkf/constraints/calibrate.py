@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -63,25 +64,31 @@ class JCalibration:
     j: np.ndarray
     duration_s: float
 
-    @property
+    @cached_property
     def levels(self) -> np.ndarray:
         return np.unique(self.psp_mv)
 
-    def j_mean(self, rate_hz: float | None = None) -> np.ndarray:
-        """Mean J of each level (``levels`` order) at postsynaptic rate ``rate_hz`` (None:
-        over all the level's probes)."""
-        out = np.full(self.levels.size, np.nan)
+    @cached_property
+    def _fits(self) -> np.ndarray:
+        """(L, 5) per level: mean J, intercept and slope of J on log rate (slope 0 where the
+        probes cannot fit a line), and the range of log rate; NaN for a level without J."""
+        out = np.full((self.levels.size, 5), np.nan)
         for k, level in enumerate(self.levels):
             sel = (self.psp_mv == level) & np.isfinite(self.j) & (self.rate_hz > 0)
             if not sel.any():
                 continue
             j, x = self.j[sel], np.log(self.rate_hz[sel])
-            if rate_hz is None or np.ptp(x) == 0 or sel.sum() < 3:
-                out[k] = j.mean()
-                continue
-            b, a = np.polyfit(x, j, 1)
-            out[k] = a + b * np.clip(np.log(rate_hz), x.min(), x.max())
+            b, a = np.polyfit(x, j, 1) if np.ptp(x) > 0 and sel.sum() >= 3 else (0.0, j.mean())
+            out[k] = j.mean(), a, b, x.min(), x.max()
         return out
+
+    def j_mean(self, rate_hz: float | None = None) -> np.ndarray:
+        """Mean J of each level (``levels`` order) at postsynaptic rate ``rate_hz`` (None:
+        over all the level's probes)."""
+        mean, a, b, lo, hi = self._fits.T
+        if rate_hz is None:
+            return mean
+        return a + b * np.clip(np.log(rate_hz), lo, hi)
 
     def _curve(self, excitatory: bool, rate_hz) -> tuple[np.ndarray, np.ndarray]:
         """(|J| knots, |PSP| knots) of one sign at one rate, from the origin, strictly
@@ -177,7 +184,8 @@ def calibrate_j(network: Network, exclude, duration_s: float, glmcc_kwargs: dict
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(23,)))
     pre, post, psp, exc = _probes(network, exclude, per_level, rng)
-    probed = with_member_synapses(network, (), pre, post, _spec_delays_ms(network, exc), exc)
+    probed = with_member_synapses(network, pre=pre, post=post, delay_ms=_spec_delays_ms(network, exc),
+                                  excitatory=exc)  # fmt: skip
     neurons = np.unique(np.r_[pre, post])
     probed = dataclasses.replace(probed, recorded=neurons)
     if not np.array_equal(member_synapse_order(probed, pre, post), np.arange(pre.size)):
@@ -195,6 +203,5 @@ def calibrate_j(network: Network, exclude, duration_s: float, glmcc_kwargs: dict
     pos = {int(u): k for k, u in enumerate(neurons)}
     pairs = np.array([[pos[int(a)], pos[int(b)]] for a, b in zip(pre, post, strict=True)])
     ds = GLMCC(**glmcc_kwargs).fit(spikes, pairs=pairs)
-    rates = np.diff(spikes.offsets) / duration_s
-    return JCalibration(psp_mv=psp, rate_hz=rates[pairs[:, 1]],
+    return JCalibration(psp_mv=psp, rate_hz=spikes.rates_hz()[pairs[:, 1]],
                         j=ds["J"].values[pairs[:, 0], pairs[:, 1]], duration_s=float(duration_s))  # fmt: skip

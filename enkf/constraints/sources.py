@@ -7,9 +7,10 @@ targets of the motif's amplitude (``motif_amplitude_mv``). Pairs whose synchrony
 recorded neurons already explain are not given a source: a pair with a direct GLMCC
 connection, and a pair that receives significant excitatory connections from the same
 recorded neuron (a common input that is recorded, and modelled as two links, is not a
-hidden one). Triplets overlap, so the same common input is seen more than once: sources with the same targets are merged (rates and
-amplitudes averaged), and a pair source inside the targets of a three-unit source is
-dropped (the three-unit source already gives that pair its common input).
+hidden one). Triplets overlap, so the same common input is seen more than once: sources
+with the same targets are merged (rates and amplitudes averaged), and a pair source inside
+the targets of a three-unit source is dropped (the three-unit source already gives that
+pair its common input).
 """
 
 from __future__ import annotations
