@@ -4,8 +4,10 @@ The connectivity constraints of an assimilation (GLMCC connections, triplet-map 
 change the network among the recorded neurons only. :func:`with_member_synapses` returns a
 copy of the shared :class:`~model.network.Network` in which
 
-- the spec's synapses among a given set of neurons are removed (the estimated connections
-  replace them),
+- the spec's synapses among a given set of neurons, or of given pairs, are removed (the
+  estimated connections replace them); optionally, spec synapses from other neurons make
+  room for the added ones, so that every neuron keeps the in-degree its population rule
+  drew,
 - member synapses are added: their structure (pre, post, delay, sign) is shared, their
   weights are per member (``MemberParams.synapse_weight``), so that an ensemble can carry
   the estimator's uncertainty;
@@ -32,6 +34,9 @@ def with_member_synapses(
     excitatory=(),
     source_targets=(),
     replace_pairs=(),
+    conserve_in_degree=False,
+    observed=(),
+    seed=0,
 ) -> Network:
     """A copy of ``network`` with member synapses and hidden sources.
 
@@ -51,6 +56,18 @@ def with_member_synapses(
         Their signs (a member synapse carries its own sign, see ``Network``).
     source_targets : sequence of int arrays
         The targets of each hidden source (global neuron indices, ≥ 1 each).
+    conserve_in_degree : bool
+        False: member synapses come on top of the spec's. True: for every neuron and sign,
+        as many spec synapses of that sign onto it as its member synapses outnumber the
+        spec synapses removed from it are removed too, chosen at random (``seed``) among
+        those whose presynaptic neuron is not in ``observed``. The estimate says which of
+        a neuron's inputs come from observed neurons; the population rule still says how
+        many inputs it has. Where too few such synapses exist, all of them go.
+    observed : (n_o,) int
+        The neurons the member synapses speak for (their spec synapses never make room).
+    seed : int
+        Seed of the choice of the synapses that make room (the same network on every
+        worker).
 
     Returns
     -------
@@ -88,6 +105,8 @@ def with_member_synapses(
     pairs = np.asarray(replace_pairs, dtype=np.int64).reshape(-1, 2)
     if pairs.size:
         keep &= ~np.isin(syn_pre * n + network.syn_post, pairs[:, 0] * n + pairs[:, 1])
+    if conserve_in_degree and pre.size:
+        keep &= ~_making_room(network, syn_pre, keep, post, excitatory, observed, seed)
     syn_ptr = csr_ptr(syn_pre[keep], n)
 
     order = np.lexsort((post, pre))
@@ -119,6 +138,29 @@ def with_member_synapses(
     for a in _arrays(net):
         a.flags.writeable = False
     return net
+
+
+def _making_room(network: Network, syn_pre, keep, post, excitatory, observed, seed) -> np.ndarray:
+    """(n_syn,) bool: the spec synapses that make room for the member synapses (see
+    ``conserve_in_degree``). ``keep`` marks the spec synapses not already removed."""
+    n = network.n
+    spec_key = network.syn_post.astype(np.int64) * 2 + network.excitatory[syn_pre]
+    # per (post, sign): member synapses added minus spec synapses already removed
+    excess = np.bincount(post * 2 + excitatory, minlength=2 * n) - np.bincount(
+        spec_key[~keep], minlength=2 * n
+    )
+    from_observed = np.zeros(n, bool)
+    from_observed[np.asarray(observed, dtype=np.int64)] = True
+    cand = np.flatnonzero(keep & ~from_observed[syn_pre] & (excess[spec_key] > 0))
+    # a random order, then grouped by (post, sign): the first `excess` of each group go
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(23,)))
+    cand = rng.permutation(cand)
+    cand = cand[np.argsort(spec_key[cand], kind="stable")]
+    k = spec_key[cand]
+    rank = np.arange(k.size) - np.searchsorted(k, k, "left")
+    out = np.zeros(keep.size, bool)
+    out[cand[rank < excess[k]]] = True
+    return out
 
 
 def member_synapse_order(network: Network, pre, post) -> np.ndarray:

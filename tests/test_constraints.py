@@ -18,6 +18,7 @@ from enkf.constraints.sources import Sources
 from enkf.driver.params import ParameterSet
 from enkf.run_config import ConstraintsSection, ParameterSpec
 from model import build_network
+from model.overlay import with_member_synapses
 from model.psp import psp_mv
 
 # -- Dale's rule -------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def test_wiring_into_the_members_network():
         psp_se_mv=np.array([0.1, 0.1]), delay_ms=np.array([3.0, 3.0]), excitatory=np.array([e, True]),
         z=np.array([5.0, 8.0]), units=units, types=np.array([""] * 10), dropped=0,
     )  # fmt: skip
-    for cfg_keep, pairs in (({"glmcc": {"undetected": "keep"}, "seed": 3}, [(a, b), (3, 0)]),
+    for cfg_keep, pairs in (({"glmcc": {"undetected": "keep", "in_degree": "add"}, "seed": 3}, [(a, b), (3, 0)]),
                             ({"triplets": {}, "seed": 3}, [])):  # fmt: skip
         keep_cfg = ConstraintsSection.model_validate(cfg_keep)
         c = _assemble(keep_cfg, net, on_spec if "glmcc" in cfg_keep else None, sources, neuron_of, units, 50, {})
@@ -203,6 +204,25 @@ def test_wiring_into_the_members_network():
         assert (W[gone] == 0).all() and (W0[gone] != 0).sum() == (1 if pairs else 0)
         np.testing.assert_array_equal(W[~gone], W0[~gone])
         assert (W0[np.ix_(obs, obs)] != 0).sum() > len(pairs)  # there were others to keep
+    # glmcc.in_degree: conserve (the default): the link 103 → 100 (not a spec synapse) takes
+    # the place of one spec E synapse onto neuron 0 from an unobserved neuron, so that every
+    # neuron keeps its spec in-degree of each sign; the spec synapses among observed neurons
+    # are kept as with `add`
+    cfg_c = ConstraintsSection.model_validate({"glmcc": {"undetected": "keep"}, "seed": 3})
+    c = _assemble(cfg_c, net, on_spec, None, neuron_of, units, 50, {})
+    assert c.conserve_in_degree and c.seed == 3
+    net_c = c.network(net)
+    W_c = net_c.weight_matrix()
+    W_add = with_member_synapses(net, **dict(c.structure(), conserve_in_degree=False)).weight_matrix()
+    made_room = (W_add != 0) & (W_c == 0)
+    assert made_room.sum() == (0 if W0[3, 0] else 1)
+    if made_room.any():
+        p_room, q_room = map(int, np.argwhere(made_room)[0])
+        assert q_room == 0 and net.excitatory[p_room] and p_room not in obs
+    np.testing.assert_array_equal(W_c[np.ix_(obs, obs)], W_add[np.ix_(obs, obs)])
+    in_e = lambda n, W: (W[n.excitatory] != 0).sum(axis=0) + np.bincount(  # noqa: E731
+        n.msyn_post[n.msyn_excitatory], minlength=n.n)
+    np.testing.assert_array_equal(in_e(net_c, W_c), in_e(net, W0))
 
     # With glmcc.strength, the E and the I links each get an estimated factor: a member's
     # weights are its own draws times its factors, the sources' weights times theirs.

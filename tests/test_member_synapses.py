@@ -147,6 +147,68 @@ def test_replace_pairs_removes_the_spec_synapses_of_those_pairs_only():
     np.testing.assert_array_equal(W[~gone], W0[~gone])  # the reverse directions stay
 
 
+def _in_degrees(net) -> np.ndarray:
+    """(n, 2) spec + member in-degree of every neuron, [inhibitory, excitatory]."""
+    from model.network import csr_rows
+
+    deg = np.zeros((net.n, 2), np.int64)
+    pre = csr_rows(net.syn_ptr)
+    np.add.at(deg, (net.syn_post, net.excitatory[pre].astype(int)), 1)
+    np.add.at(deg, (net.msyn_post, net.msyn_excitatory.astype(int)), 1)
+    return deg
+
+
+def test_conserve_in_degree_makes_room_with_unobserved_inputs_of_the_same_sign():
+    from model.network import csr_rows
+
+    spec = _spec(n_e=40, n_i=10)
+    spec["projections"] = [
+        {"pre": "E", "post": ["E", "I"], "rule": {"kind": "fixed_indegree", "k": 8}, "weight": 1.0, "delay_ms": 1.0},
+        {"pre": "I", "post": ["E", "I"], "rule": {"kind": "fixed_indegree", "k": 3}, "weight": 2.0, "delay_ms": 1.0},
+    ]  # fmt: skip
+    net0 = build_network(spec, 0)
+    observed = np.r_[0:10, 40:43]
+    pre0, post0 = csr_rows(net0.syn_ptr), net0.syn_post
+    spec_pairs = set(zip(pre0.tolist(), post0.tolist()))
+    # member synapses among the observed: one pair that is a spec synapse, the others not;
+    # neuron 3 gets 11 E inputs, more than the spec's 8 (7 of them from unobserved neurons)
+    shared = next((a, b) for a, b in spec_pairs if a in observed[:10] and b in observed and a != b)
+    links = {shared} | {(a, 3) for a in range(10) if a != 3} | {(40, 3), (41, 5), (42, 40), (7, 41)}
+    pre, post = map(np.array, zip(*sorted(links)))
+    exc = net0.excitatory[pre]
+    kw = dict(pre=pre, post=post, delay_ms=1.0, excitatory=exc, replace_pairs=np.column_stack([pre, post]))
+    add = with_member_synapses(net0, **kw)
+    net = with_member_synapses(net0, **kw, conserve_in_degree=True, observed=observed, seed=4)
+    d0, d_add, d = _in_degrees(net0), _in_degrees(add), _in_degrees(net)
+    room = np.zeros_like(d0)  # inputs from unobserved neurons each neuron could give up
+    unobs = ~np.isin(pre0, observed)
+    np.add.at(room, (post0[unobs], net0.excitatory[pre0[unobs]].astype(int)), 1)
+    excess = d_add - d0
+    # neuron 3: 9 member E inputs, of which those replacing a spec synapse add nothing
+    assert excess[3, 1] == 9 - sum((a, 3) in spec_pairs for a in range(10))
+    np.testing.assert_array_equal(d, np.where(excess > room, d_add - room, d0))
+    assert d[3, 1] == d_add[3, 1] - room[3, 1]  # more than the room: all of it goes
+    # the spec synapses from observed neurons are untouched (but for the replaced pairs)
+    pre1 = csr_rows(net.syn_ptr)
+    kept_obs = set(zip(pre1[np.isin(pre1, observed)].tolist(), net.syn_post[np.isin(pre1, observed)].tolist()))
+    pre_a = csr_rows(add.syn_ptr)
+    assert kept_obs == set(zip(pre_a[np.isin(pre_a, observed)].tolist(), add.syn_post[np.isin(pre_a, observed)].tolist()))
+    # neurons without member synapses keep every input
+    untouched = ~np.isin(np.arange(net.n), post)
+    W0, W = net0.weight_matrix(), net.weight_matrix()
+    np.testing.assert_array_equal(W[:, untouched], W0[:, untouched])
+    # the choice is the seed's: the same on every worker, another with another seed
+    again = with_member_synapses(net0, **kw, conserve_in_degree=True, observed=observed, seed=4)
+    other = with_member_synapses(net0, **kw, conserve_in_degree=True, observed=observed, seed=5)
+    assert again.fingerprint == net.fingerprint != other.fingerprint
+    # replace_among: the removed spec synapses count as room already made
+    among = with_member_synapses(net0, replace_among=observed, pre=pre, post=post, delay_ms=1.0,
+                                 excitatory=exc, conserve_in_degree=True, observed=observed)  # fmt: skip
+    d_among = _in_degrees(with_member_synapses(net0, replace_among=observed, pre=pre, post=post,
+                                               delay_ms=1.0, excitatory=exc))  # fmt: skip
+    np.testing.assert_array_equal(_in_degrees(among), np.where(d_among > d0, np.maximum(d0, d_among - room), d_among))
+
+
 def test_hidden_source_is_common_poisson_input():
     # A source whose jump (30 nS) takes its targets over threshold in ~1.3 ms makes each of
     # them spike once per event (the 20-ms refractory period outlasts the conductance): the

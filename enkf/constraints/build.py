@@ -61,6 +61,12 @@ class ConstraintSet:
     source_rate_hz, source_amplitude_mv, source_weight : (n_src,) float64
         Rate, amplitude (mV) and the weight (model units) of that amplitude, averaged over
         the source's targets; the members' weights are ``source_weight`` × their strength.
+    conserve_in_degree : bool
+        True: spec synapses from unobserved neurons make room for the constrained ones, so
+        that each observed neuron keeps, per sign, the in-degree its population rule drew
+        (``glmcc.in_degree: conserve``); False: the constrained synapses come on top.
+    seed : int
+        Seed of the choice of the spec synapses that make room.
     info : dict
         What was done (estimator settings, counts, Dale conflicts, time resolution).
     results : dict of xarray.Dataset
@@ -84,6 +90,8 @@ class ConstraintSet:
     source_amplitude_mv: np.ndarray
     source_weight: np.ndarray
     replace_all: bool = True
+    conserve_in_degree: bool = False
+    seed: int = 0
     info: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict, repr=False)
 
@@ -108,6 +116,9 @@ class ConstraintSet:
             "source_targets": [
                 self.src_post[a:b] for a, b in zip(self.src_ptr[:-1], self.src_ptr[1:], strict=True)
             ],
+            "conserve_in_degree": self.conserve_in_degree,
+            "observed": self.observed,
+            "seed": self.seed,
         }
 
     def network(self, base: Network) -> Network:
@@ -161,7 +172,8 @@ class ConstraintSet:
                 "source_amplitude_mv": ("source", self.source_amplitude_mv, {"units": "mV"}),
                 "source_weight": ("source", self.source_weight),
             },
-            attrs={"info": json.dumps(self.info), "replace_all": int(self.replace_all)},
+            attrs={"info": json.dumps(self.info), "replace_all": int(self.replace_all),
+                   "conserve_in_degree": int(self.conserve_in_degree), "seed": self.seed},
         )  # fmt: skip
         folder = _folder(run_path)
         ds.to_zarr(folder / "members.zarr", mode="w")
@@ -183,7 +195,8 @@ class ConstraintSet:
             src_ptr=v("source_ptr"), src_post=v("source_target"),
             source_rate_hz=v("source_rate_hz"), source_amplitude_mv=v("source_amplitude_mv"),
             source_weight=v("source_weight"), replace_all=bool(ds.attrs.get("replace_all", 1)),
-            info=json.loads(ds.attrs["info"]),
+            conserve_in_degree=bool(ds.attrs.get("conserve_in_degree", 0)),
+            seed=int(ds.attrs.get("seed", 0)), info=json.loads(ds.attrs["info"]),
         )  # fmt: skip
 
 
@@ -459,5 +472,8 @@ def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, 
     else:
         src = dict(src_ptr=np.zeros(1, np.int64), src_post=np.empty(0, np.int64),
                    source_rate_hz=np.empty(0), source_amplitude_mv=np.empty(0), source_weight=np.empty(0))  # fmt: skip
-    replace_all = cfg.glmcc is not None and cfg.glmcc.undetected == "remove" and conns is not None
-    return ConstraintSet(observed=observed, replace_all=replace_all, info=info, **syn, **src)
+    glmcc = cfg.glmcc if conns is not None else None
+    return ConstraintSet(observed=observed, info=info, seed=cfg.seed,
+                         replace_all=glmcc is not None and glmcc.undetected == "remove",
+                         conserve_in_degree=glmcc is not None and glmcc.in_degree == "conserve",
+                         **syn, **src)  # fmt: skip
