@@ -331,10 +331,12 @@ class GlmccConstraint(Strict):
     them (the estimate decides on every pair), or keep them (a synapse may lie below
     GLMCC's detection limit; only the pairs with an estimated link are replaced)."""
     in_degree: Literal["conserve", "add"] = "conserve"
-    """conserve: for each observed neuron, spec synapses of the same sign from unobserved
-    neurons make room for its estimated inputs, so it keeps the in-degree its population
-    rule drew (the estimate says which inputs come from observed neurons, the rule how many
-    inputs there are); add: the estimated links come on top of the spec's synapses."""
+    """conserve: every observed neuron keeps, per sign, the in-degree its population rule
+    drew (the estimate says which inputs come from observed neurons, the rule how many
+    inputs there are): spec synapses of that sign from unobserved neurons make room for
+    its estimated inputs, and where it lost more spec synapses than it got links, the
+    surplus move to unobserved presynaptic neurons; add: the estimated links come on top
+    of the spec's synapses."""
     psp: Literal["model", "authors"] = "model"
     """How J becomes a PSP: model: by the model neuron's own J(PSP) curve, simulated with
     probe synapses of known size in the members' network (enkf/constraints/calibrate.py);

@@ -57,12 +57,15 @@ def with_member_synapses(
     source_targets : sequence of int arrays
         The targets of each hidden source (global neuron indices, ≥ 1 each).
     conserve_in_degree : bool
-        False: member synapses come on top of the spec's. True: for every neuron and sign,
-        as many spec synapses of that sign onto it as its member synapses outnumber the
-        spec synapses removed from it are removed too, chosen at random (``seed``) among
-        those whose presynaptic neuron is not in ``observed``. The estimate says which of
+        False: member synapses come on top of the spec's. True: every neuron keeps, per
+        sign, the in-degree the spec drew for it. Where its member synapses outnumber the
+        spec synapses removed from it, as many spec synapses of that sign from neurons not
+        in ``observed`` are removed too (all of them, where too few exist); where the
+        removed ones outnumber the member synapses, the surplus removed synapses (weight
+        and delay kept) are moved to presynaptic neurons of their own population that are
+        not in ``observed``. Both choices are random (``seed``). The estimate says which of
         a neuron's inputs come from observed neurons; the population rule still says how
-        many inputs it has. Where too few such synapses exist, all of them go.
+        many inputs it has.
     observed : (n_o,) int
         The neurons the member synapses speak for (their spec synapses never make room).
     seed : int
@@ -105,9 +108,20 @@ def with_member_synapses(
     pairs = np.asarray(replace_pairs, dtype=np.int64).reshape(-1, 2)
     if pairs.size:
         keep &= ~np.isin(syn_pre * n + network.syn_post, pairs[:, 0] * n + pairs[:, 1])
-    if conserve_in_degree and pre.size:
-        keep &= ~_making_room(network, syn_pre, keep, post, excitatory, observed, seed)
-    syn_ptr = csr_ptr(syn_pre[keep], n)
+    syn_post, syn_weight, syn_delay = network.syn_post, network.syn_weight, network.syn_delay
+    if conserve_in_degree:
+        drop, moved, new_pre = _conserve_in_degree(network, syn_pre, keep, post, excitatory, observed, seed)
+        keep &= ~drop
+        # the kept synapses, then the moved ones at their new presynaptic neurons, in CSR order
+        syn_pre = np.concatenate([syn_pre[keep], new_pre])
+        idx = np.concatenate([np.flatnonzero(keep), moved])
+        order_pre = np.argsort(syn_pre, kind="stable")
+        syn_pre, idx = syn_pre[order_pre], idx[order_pre]
+        syn_post, syn_weight, syn_delay = syn_post[idx], syn_weight[idx], syn_delay[idx]
+    else:
+        syn_pre = syn_pre[keep]
+        syn_post, syn_weight, syn_delay = syn_post[keep], syn_weight[keep], syn_delay[keep]
+    syn_ptr = csr_ptr(syn_pre, n)
 
     order = np.lexsort((post, pre))
     msyn_ptr = csr_ptr(pre, n)
@@ -123,9 +137,9 @@ def with_member_synapses(
     net = dataclasses.replace(
         network,
         syn_ptr=syn_ptr,
-        syn_post=np.ascontiguousarray(network.syn_post[keep]),
-        syn_weight=np.ascontiguousarray(network.syn_weight[keep]),
-        syn_delay=np.ascontiguousarray(network.syn_delay[keep]),
+        syn_post=np.ascontiguousarray(syn_post),
+        syn_weight=np.ascontiguousarray(syn_weight),
+        syn_delay=np.ascontiguousarray(syn_delay),
         msyn_ptr=msyn_ptr,
         msyn_post=post[order].astype(np.int32),
         msyn_delay=steps,
@@ -140,27 +154,56 @@ def with_member_synapses(
     return net
 
 
-def _making_room(network: Network, syn_pre, keep, post, excitatory, observed, seed) -> np.ndarray:
-    """(n_syn,) bool: the spec synapses that make room for the member synapses (see
-    ``conserve_in_degree``). ``keep`` marks the spec synapses not already removed."""
+def _conserve_in_degree(network: Network, syn_pre, keep, post, excitatory, observed, seed):
+    """The spec synapses that make room for the member synapses and those that move (see
+    ``conserve_in_degree``). ``keep`` marks the spec synapses not already removed.
+
+    Returns (drop, moved, new_pre): (n_syn,) bool, spec synapses to remove as well; (k,)
+    int, removed spec synapses to put back; (k,) int, their new presynaptic neurons.
+    """
     n = network.n
     spec_key = network.syn_post.astype(np.int64) * 2 + network.excitatory[syn_pre]
     # per (post, sign): member synapses added minus spec synapses already removed
     excess = np.bincount(post * 2 + excitatory, minlength=2 * n) - np.bincount(
         spec_key[~keep], minlength=2 * n
     )
-    from_observed = np.zeros(n, bool)
-    from_observed[np.asarray(observed, dtype=np.int64)] = True
-    cand = np.flatnonzero(keep & ~from_observed[syn_pre] & (excess[spec_key] > 0))
-    # a random order, then grouped by (post, sign): the first `excess` of each group go
+    is_observed = np.zeros(n, bool)
+    is_observed[np.asarray(observed, dtype=np.int64)] = True
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(23,)))
-    cand = rng.permutation(cand)
-    cand = cand[np.argsort(spec_key[cand], kind="stable")]
-    k = spec_key[cand]
-    rank = np.arange(k.size) - np.searchsorted(k, k, "left")
-    out = np.zeros(keep.size, bool)
-    out[cand[rank < excess[k]]] = True
-    return out
+
+    def first_of_each_group(cand, quota):
+        # a random order, then grouped by (post, sign): the first `quota` of each group
+        cand = rng.permutation(cand)
+        cand = cand[np.argsort(spec_key[cand], kind="stable")]
+        k = spec_key[cand]
+        return cand[np.arange(k.size) - np.searchsorted(k, k, "left") < quota[k]]
+
+    drop = np.zeros(keep.size, bool)
+    drop[first_of_each_group(np.flatnonzero(keep & ~is_observed[syn_pre] & (excess[spec_key] > 0)), excess)] = True
+    moved = first_of_each_group(np.flatnonzero(~keep & (excess[spec_key] < 0)), -excess)
+    # each moved synapse gets a presynaptic neuron of its old one's population, not observed,
+    # not yet presynaptic to its neuron
+    pop = np.searchsorted(network.pop_ptr, syn_pre[moved], "right") - 1
+    posts = network.syn_post[moved].astype(np.int64)
+    onto = np.flatnonzero(np.isin(network.syn_post, posts) & keep & ~drop)
+    taken = set((syn_pre[onto] * n + network.syn_post[onto]).tolist())
+    new_pre = np.full(moved.size, -1, np.int64)
+    for i, (j, k) in enumerate(zip(posts.tolist(), pop.tolist(), strict=True)):
+        lo, hi = int(network.pop_ptr[k]), int(network.pop_ptr[k + 1])
+
+        def ok(c, j=j):
+            return not is_observed[c] and c != j and c * n + j not in taken
+
+        # draws first (populations are usually much larger than an in-degree), then a scan
+        c = next((c for c in rng.integers(lo, hi, size=32).tolist() if ok(c)), None)
+        if c is None:
+            free = [c for c in range(lo, hi) if ok(c)]
+            c = free[int(rng.integers(len(free)))] if free else None
+        if c is not None:
+            new_pre[i] = c
+            taken.add(c * n + j)
+    ok = new_pre >= 0
+    return drop, moved[ok], new_pre[ok]
 
 
 def member_synapse_order(network: Network, pre, post) -> np.ndarray:

@@ -169,12 +169,12 @@ def test_conserve_in_degree_makes_room_with_unobserved_inputs_of_the_same_sign()
     net0 = build_network(spec, 0)
     observed = np.r_[0:10, 40:43]
     pre0, post0 = csr_rows(net0.syn_ptr), net0.syn_post
-    spec_pairs = set(zip(pre0.tolist(), post0.tolist()))
+    spec_pairs = set(zip(pre0.tolist(), post0.tolist(), strict=True))
     # member synapses among the observed: one pair that is a spec synapse, the others not;
     # neuron 3 gets 11 E inputs, more than the spec's 8 (7 of them from unobserved neurons)
     shared = next((a, b) for a, b in spec_pairs if a in observed[:10] and b in observed and a != b)
     links = {shared} | {(a, 3) for a in range(10) if a != 3} | {(40, 3), (41, 5), (42, 40), (7, 41)}
-    pre, post = map(np.array, zip(*sorted(links)))
+    pre, post = map(np.array, zip(*sorted(links), strict=True))
     exc = net0.excitatory[pre]
     kw = dict(pre=pre, post=post, delay_ms=1.0, excitatory=exc, replace_pairs=np.column_stack([pre, post]))
     add = with_member_synapses(net0, **kw)
@@ -190,9 +190,9 @@ def test_conserve_in_degree_makes_room_with_unobserved_inputs_of_the_same_sign()
     assert d[3, 1] == d_add[3, 1] - room[3, 1]  # more than the room: all of it goes
     # the spec synapses from observed neurons are untouched (but for the replaced pairs)
     pre1 = csr_rows(net.syn_ptr)
-    kept_obs = set(zip(pre1[np.isin(pre1, observed)].tolist(), net.syn_post[np.isin(pre1, observed)].tolist()))
+    kept_obs = set(zip(pre1[np.isin(pre1, observed)].tolist(), net.syn_post[np.isin(pre1, observed)].tolist(), strict=True))
     pre_a = csr_rows(add.syn_ptr)
-    assert kept_obs == set(zip(pre_a[np.isin(pre_a, observed)].tolist(), add.syn_post[np.isin(pre_a, observed)].tolist()))
+    assert kept_obs == set(zip(pre_a[np.isin(pre_a, observed)].tolist(), add.syn_post[np.isin(pre_a, observed)].tolist(), strict=True))
     # neurons without member synapses keep every input
     untouched = ~np.isin(np.arange(net.n), post)
     W0, W = net0.weight_matrix(), net.weight_matrix()
@@ -206,7 +206,19 @@ def test_conserve_in_degree_makes_room_with_unobserved_inputs_of_the_same_sign()
                                  excitatory=exc, conserve_in_degree=True, observed=observed)  # fmt: skip
     d_among = _in_degrees(with_member_synapses(net0, replace_among=observed, pre=pre, post=post,
                                                delay_ms=1.0, excitatory=exc))  # fmt: skip
-    np.testing.assert_array_equal(_in_degrees(among), np.where(d_among > d0, np.maximum(d0, d_among - room), d_among))
+    np.testing.assert_array_equal(_in_degrees(among), np.where(d_among > d0, np.maximum(d0, d_among - room), d0))
+    # there, where the estimate has fewer links than the spec had synapses among the
+    # observed, the surplus synapses move (weight and delay kept) to unobserved neurons of
+    # their own population
+    assert (d_among < d0).any()
+    pre_m, pre_b = csr_rows(among.syn_ptr), csr_rows(net0.syn_ptr)
+    old_syn = set(zip(pre_b.tolist(), net0.syn_post.tolist(), net0.syn_weight.tolist(), net0.syn_delay.tolist(), strict=True))
+    new_syn = [t for t in zip(pre_m.tolist(), among.syn_post.tolist(), among.syn_weight.tolist(),
+                              among.syn_delay.tolist(), strict=True) if t not in old_syn]  # fmt: skip
+    assert len(new_syn) == int(np.clip(d0 - d_among, 0, None).sum())
+    for p, q, w, _dl in new_syn:
+        assert p not in observed and p != q and net0.excitatory[p] == (w == 1.0)  # E weights 1, I 2
+        assert sum(1 for a, b in zip(pre_m, among.syn_post, strict=True) if a == p and b == q) == 1  # no multapse
 
 
 def test_hidden_source_is_common_poisson_input():

@@ -62,9 +62,10 @@ class ConstraintSet:
         Rate, amplitude (mV) and the weight (model units) of that amplitude, averaged over
         the source's targets; the members' weights are ``source_weight`` × their strength.
     conserve_in_degree : bool
-        True: spec synapses from unobserved neurons make room for the constrained ones, so
-        that each observed neuron keeps, per sign, the in-degree its population rule drew
-        (``glmcc.in_degree: conserve``); False: the constrained synapses come on top.
+        True: each observed neuron keeps, per sign, the in-degree its population rule drew
+        (``glmcc.in_degree: conserve``): spec synapses from unobserved neurons make room for
+        its constrained inputs, or removed spec synapses move to unobserved presynaptic
+        neurons where it lost more than it got; False: the constrained synapses come on top.
     seed : int
         Seed of the choice of the spec synapses that make room.
     info : dict
