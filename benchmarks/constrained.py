@@ -16,7 +16,8 @@ the members' network are the same in every run), on one LocalCluster, and report
   the held-out interval, against the truth's held-out spikes;
 - the run time of both.
 
-    python benchmarks/constrained.py [--seeds 1 2 3] [--members 100] [--out results/constrained.json]
+    python benchmarks/constrained.py [--seeds 1 2 3] [--members 100] [--runs with without]
+        [--undetected keep|remove] [--out results/constrained.json]
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ CONFIG = ROOT / "configs" / "twin_constrained.yaml"
 SYNC_MS = 5.0
 
 
-def config_text(seed: int, constrained: bool, members: int) -> str:
+def config_text(seed: int, constrained: bool, members: int, undetected: str | None = None) -> str:
     text = CONFIG.read_text()
+    if undetected is not None:
+        text = re.sub(r"(\n  glmcc: \{.*)undetected: \w+", rf"\g<1>undetected: {undetected}", text)
     text = re.sub(r"(\n  seed: )1\n(cluster)", rf"\g<1>{seed}\n\2", text)  # constraints.seed
     text = re.sub(r"(assimilation:(?:\n  .*)*?\n  seed: )\d+", rf"\g<1>{seed}", text)
     text = re.sub(r"members: \d+", f"members: {members}", text)
@@ -198,6 +201,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "constrained.json"))
     ap.add_argument("--runs", nargs="+", choices=("with", "without"), default=["with", "without"],
                     help="which of the two runs to make per seed (default both)")
+    ap.add_argument("--undetected", choices=("keep", "remove"),
+                    help="glmcc.undetected for the constrained run (default: the config's)")
     ap.add_argument("--keep", help="folder to keep the runs in (default: a temporary one)")
     args = ap.parse_args()
     from distributed import Client, LocalCluster
@@ -208,7 +213,7 @@ def main() -> None:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as lc, Client(lc) as client:
         for seed in args.seeds:
             for constrained in [r == "with" for r in args.runs]:
-                text = config_text(seed, constrained, args.members)
+                text = config_text(seed, constrained, args.members, args.undetected)
                 cfg = parse_run_config(text, str(CONFIG), CONFIG.parent)
                 path = work / f"seed{seed}_{'with' if constrained else 'without'}.run.zarr"
                 t = time.perf_counter()
