@@ -17,7 +17,14 @@ the members' network are the same in every run), on one LocalCluster, and report
 - the run time of both.
 
     python benchmarks/constrained.py [--seeds 1 2 3] [--members 100] [--runs with without]
-        [--undetected keep|remove] [--out results/constrained.json]
+        [--undetected keep|remove] [--keep FOLDER] [--out results/constrained.json]
+
+``--structure RUN`` instead reports, for a constrained run kept with ``--keep``, how far each
+way of building the members' network (``glmcc.undetected`` × ``glmcc.in_degree``) leaves the
+recorded neurons' rates from the truth's at the truth's parameters (:func:`structure_errors`):
+
+    python benchmarks/constrained.py --structure FOLDER/seed1_with.run.zarr \
+        --out benchmarks/results/constrained_structure.json
 """
 
 from __future__ import annotations
@@ -194,6 +201,64 @@ def score(path: Path, cfg, wall_s: float) -> dict:
     }  # fmt: skip
 
 
+def structure_errors(path: Path, n_members: int = 8, seconds: float = 30.0) -> dict:
+    """How far each way of building the members' network leaves the recorded neurons' rates
+    from the truth's, with every estimated parameter at its truth (the sources' strengths at
+    the run's posterior mean): the members' mean rate per recorded neuron over ``seconds``
+    (after 2 s), against the truth's over its whole recording. Reported: the RMSE (Hz), the
+    RMSE after removing each population's mean error (what the drives cannot absorb), and
+    the mean error of four groups of recorded neurons (those with a hidden input in a triplet
+    or a pair, those with strong links among them, the I neurons)."""
+    from enkf.driver.params import ParameterSet
+    from model import build_network
+    from model.overlay import with_member_synapses
+
+    ds, driver = open_run(path), load(path)
+    cfg, cs, P = driver.cfg, driver.constraints, driver.params
+    observed = np.sort(driver.plan.model.neurons)
+    sp = open_store(path / "twin_observations.zarr").spikes
+    true_rate = np.array([sp.train(int(np.flatnonzero(sp.unit_ids == u)[0])).size for u in observed])
+    true_rate = true_rate / sp.duration_s
+    k_last = ds.sizes["cycle"] - driver.asm.holdout_cycles - 1
+    theta = ds["param"].isel(cycle=k_last, stage=1).values.mean(axis=0)
+    base = build_network(cfg.network.spec, cfg.network.seed)
+    unconstrained = ParameterSet(cfg.parameters, base)
+    theta[: len(cfg.parameters)] = unconstrained.check_truth(cfg.twin.truth)
+    theta = np.tile(theta, (n_members, 1))
+    members = np.arange(n_members)
+    exc_rec = driver.network.excitatory[observed]
+    groups = {"E_triplet_input": slice(0, 18), "E_pair_input": slice(18, 30),
+              "E_strong_links": slice(30, 48), "I": slice(48, 60)}  # fmt: skip
+
+    def rates(net, params) -> dict:
+        _, rec = advance(net, params, initial_state(net, n_members, 991), 0.0, seconds + 2.0, 4242)
+        r = np.zeros(observed.size)
+        for m in range(n_members):
+            t, j = rec.member(m)
+            r += np.bincount(j[t > 2.0], minlength=net.n)[observed] / seconds / n_members
+        d = r - true_rate
+        dm = np.where(exc_rec, d - d[exc_rec].mean(), d - d[~exc_rec].mean())
+        return {"rmse_hz": float(np.sqrt(np.mean(d**2))), "rmse_demeaned_hz": float(np.sqrt(np.mean(dm**2))),
+                **{f"mean_error_{g}_hz": float(d[sl].mean()) for g, sl in groups.items()}}  # fmt: skip
+
+    out = {}
+    tnet = truth_network(cfg, base)
+    tp = ParameterSet(cfg.parameters, tnet)
+    out["truth's network"] = rates(tnet, tp.member_params(np.tile(tp.check_truth(cfg.twin.truth), (n_members, 1))))
+    out["unconstrained"] = rates(base, unconstrained.member_params(theta[:, : len(cfg.parameters)]))
+    params = P.member_params(theta, members)
+    remove = {"replace_among": cs.observed, "replace_pairs": np.empty((0, 2), np.int64)}
+    keep = {"replace_among": np.empty(0, np.int64), "replace_pairs": np.column_stack([cs.syn_pre, cs.syn_post])}
+    for undetected, rule in (("keep", keep), ("remove", remove)):
+        for in_degree in ("add", "conserve"):
+            st = dict(cs.structure(), **rule, conserve_in_degree=in_degree == "conserve")
+            out[f"undetected {undetected}, in_degree {in_degree}"] = rates(with_member_synapses(base, **st), params)
+    for name, r in out.items():
+        print(f"{name:40s} RMSE {r['rmse_hz']:.2f} Hz, without the population means {r['rmse_demeaned_hz']:.2f} Hz",
+              flush=True)  # fmt: skip
+    return {"run": str(path), "members": n_members, "seconds": seconds, "variants": out}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -203,8 +268,15 @@ def main() -> None:
                     help="which of the two runs to make per seed (default both)")
     ap.add_argument("--undetected", choices=("keep", "remove"),
                     help="glmcc.undetected for the constrained run (default: the config's)")
+    ap.add_argument("--structure", metavar="RUN",
+                    help="only report the structural error of the ways to build the members' "
+                         "network, for this constrained run of the benchmark (see structure_errors)")
     ap.add_argument("--keep", help="folder to keep the runs in (default: a temporary one)")
     args = ap.parse_args()
+    if args.structure:
+        out = structure_errors(Path(args.structure))
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        return
     from distributed import Client, LocalCluster
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="constrained-"))
