@@ -162,30 +162,37 @@ def _conserve_in_degree(network: Network, syn_pre, keep, post, excitatory, obser
     int, removed spec synapses to put back; (k,) int, their new presynaptic neurons.
     """
     n = network.n
-    spec_key = network.syn_post.astype(np.int64) * 2 + network.excitatory[syn_pre]
+    # only the synapses onto neurons that gain or lose inputs matter (a few per observed
+    # neuron, out of all of a large network's)
+    touched = np.zeros(n, bool)
+    touched[post] = True
+    touched[network.syn_post[~keep]] = True
+    sub = np.flatnonzero(touched[network.syn_post])  # sorted; holds every removed synapse
+    key = network.syn_post[sub].astype(np.int64) * 2 + network.excitatory[syn_pre[sub]]
+    kept = keep[sub]
     # per (post, sign): member synapses added minus spec synapses already removed
-    excess = np.bincount(post * 2 + excitatory, minlength=2 * n) - np.bincount(
-        spec_key[~keep], minlength=2 * n
-    )
+    excess = np.bincount(post * 2 + excitatory, minlength=2 * n) - np.bincount(key[~kept], minlength=2 * n)
     is_observed = np.zeros(n, bool)
     is_observed[np.asarray(observed, dtype=np.int64)] = True
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(23,)))
 
     def first_of_each_group(cand, quota):
-        # a random order, then grouped by (post, sign): the first `quota` of each group
+        # positions in `sub`, in a random order, then grouped by (post, sign): the first
+        # `quota` of each group (as synapse indices)
         cand = rng.permutation(cand)
-        cand = cand[np.argsort(spec_key[cand], kind="stable")]
-        k = spec_key[cand]
-        return cand[np.arange(k.size) - np.searchsorted(k, k, "left") < quota[k]]
+        cand = cand[np.argsort(key[cand], kind="stable")]
+        k = key[cand]
+        return sub[cand[np.arange(k.size) - np.searchsorted(k, k, "left") < quota[k]]]
 
     drop = np.zeros(keep.size, bool)
-    drop[first_of_each_group(np.flatnonzero(keep & ~is_observed[syn_pre] & (excess[spec_key] > 0)), excess)] = True
-    moved = first_of_each_group(np.flatnonzero(~keep & (excess[spec_key] < 0)), -excess)
+    room = kept & ~is_observed[syn_pre[sub]] & (excess[key] > 0)
+    drop[first_of_each_group(np.flatnonzero(room), excess)] = True
+    moved = first_of_each_group(np.flatnonzero(~kept & (excess[key] < 0)), -excess)
     # each moved synapse gets a presynaptic neuron of its old one's population, not observed,
     # not yet presynaptic to its neuron
     pop = np.searchsorted(network.pop_ptr, syn_pre[moved], "right") - 1
     posts = network.syn_post[moved].astype(np.int64)
-    onto = np.flatnonzero(np.isin(network.syn_post, posts) & keep & ~drop)
+    onto = sub[np.isin(network.syn_post[sub], posts) & keep[sub] & ~drop[sub]]
     taken = set((syn_pre[onto] * n + network.syn_post[onto]).tolist())
     new_pre = np.full(moved.size, -1, np.int64)
     for i, (j, k) in enumerate(zip(posts.tolist(), pop.tolist(), strict=True)):
