@@ -12,7 +12,7 @@ import yaml
 
 from enkf.config import ConfigError
 from enkf.constraints import assign_types, explained_pairs, from_glmcc, from_triplets
-from enkf.constraints.build import ConstraintSet, _assemble
+from enkf.constraints.build import ConstraintSet, _assemble, in_degree_summary
 from enkf.constraints.connections import Connections
 from enkf.constraints.sources import Sources
 from enkf.driver.params import ParameterSet
@@ -223,6 +223,11 @@ def test_wiring_into_the_members_network():
     in_e = lambda n, W: (W[n.excitatory] != 0).sum(axis=0) + np.bincount(  # noqa: E731
         n.msyn_post[n.msyn_excitatory], minlength=n.n)
     np.testing.assert_array_equal(in_e(net_c, W_c), in_e(net, W0))
+    deg = in_degree_summary(net, net_c, c.observed)
+    assert deg["n_observed"] == obs.size and deg["E"]["neurons_as_spec"] == deg["I"]["neurons_as_spec"] == obs.size
+    assert deg["E"]["members"] == deg["E"]["spec"] == int((W0[np.ix_(net.excitatory, obs)] != 0).sum())
+    deg_add = in_degree_summary(net, with_member_synapses(net, **dict(c.structure(), conserve_in_degree=False)), obs)
+    assert deg_add["E"]["members"] == deg["E"]["spec"] + (0 if W0[3, 0] else 1)
 
     # With glmcc.strength, the E and the I links each get an estimated factor: a member's
     # weights are its own draws times its factors, the sources' weights times theirs.
@@ -312,6 +317,12 @@ def test_constrained_twin_run_records_its_constraints(constrained_run):
     cs = ConstraintSet.load(constrained_run)
     found = set(zip(cs.syn_pre.tolist(), cs.syn_post.tolist(), strict=True))
     assert {(0, 1), (2, 3), (4, 5)} <= found
+    # in_degree: conserve (the default): every observed neuron keeps the spec's count of
+    # inputs of each sign, and the run says so
+    deg = info["in_degree"]
+    assert deg["rule"] == "conserve" and cs.conserve_in_degree
+    for sign in ("E", "I"):
+        assert deg[sign]["members"] == deg[sign]["spec"] and deg[sign]["neurons_as_spec"] == deg["n_observed"]
     # the estimators saw no spike of the held-out window
     assert info["until_s"] == pytest.approx(float(ds["window_start_s"].values[-1]))
     # held out: the last cycle's analysis is its forecast

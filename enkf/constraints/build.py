@@ -23,6 +23,7 @@ from enkf.constraints.connections import Connections, from_glmcc
 from enkf.constraints.sources import Sources, explained_pairs, from_triplets
 from enkf.run_config import ConstraintsSection, ParameterSpec, Prior
 from model import Network, build_network
+from model.network import csr_rows
 from model.overlay import member_synapse_order, with_member_synapses
 from model.psp import weight_for_psp
 
@@ -209,6 +210,27 @@ def _folder(run_path) -> Path:
     path = Path(run_path) / FOLDER
     zarr.open_group(path, mode="a")
     return path
+
+
+def in_degree_summary(base: Network, net: Network, observed) -> dict:
+    """How many inputs the observed neurons have in the members' network ``net`` (spec and
+    constrained synapses) against the spec's network ``base``, per sign: the totals, and
+    the number of neurons whose own count is the spec's (all of them under
+    ``in_degree: conserve``, unless a neuron had too few unobserved inputs to make room)."""
+    observed = np.asarray(observed, dtype=np.int64)
+
+    def counts(n: Network) -> np.ndarray:  # (n_observed, 2): inhibitory, excitatory inputs
+        spec = n.syn_post.astype(np.int64) * 2 + n.excitatory[csr_rows(n.syn_ptr)]
+        member = n.msyn_post.astype(np.int64) * 2 + n.msyn_excitatory
+        c = np.bincount(spec, minlength=2 * n.n) + np.bincount(member, minlength=2 * n.n)
+        return c.reshape(n.n, 2)[observed]
+
+    c0, c1 = counts(base), counts(net)
+    return {
+        sign: {"spec": int(c0[:, k].sum()), "members": int(c1[:, k].sum()),
+               "neurons_as_spec": int((c0[:, k] == c1[:, k]).sum())}
+        for k, sign in ((1, "E"), (0, "I"))
+    } | {"n_observed": int(observed.size)}  # fmt: skip
 
 
 def member_network(spec, seed: int, structure: dict) -> Network:

@@ -564,6 +564,7 @@ def _constrain(cfg: RunConfig, network, plan, path: Path, progress):
     keep everything in the run folder; returns (network, params, plan, ConstraintSet or
     None: nothing to constrain and ``if_empty: unconstrained``)."""
     from enkf.constraints import prepare
+    from enkf.constraints.build import in_degree_summary
 
     asm = cfg.assimilation
     until = cfg.constraints.until_s
@@ -573,7 +574,15 @@ def _constrain(cfg: RunConfig, network, plan, path: Path, progress):
     cs = prepare(cfg.constraints, network, plan, asm.members, until, progress)
     if cs is None:
         return network, ParameterSet(cfg.parameters, network), plan, None
-    network, params = Driver.build(cfg, cs)
+    member_net, params = Driver.build(cfg, cs)
+    if cs.n_synapses:
+        cs.info["in_degree"] = deg = in_degree_summary(network, member_net, cs.observed)
+        deg["rule"] = "conserve" if cs.conserve_in_degree else "add"
+        if progress is not None:
+            print(f"spikeda: constraints: inputs of the {deg['n_observed']} observed neurons ({deg['rule']}): "
+                  + ", ".join(f"{k} {deg[k]['spec']} in the spec, {deg[k]['members']} in the members"
+                              for k in ("E", "I")), file=progress)  # fmt: skip
+    network = member_net
     plan = ObservationPlan(cfg.observations, asm, network, plan.path)
     cs.save(path)
     return network, params, plan, cs
