@@ -311,3 +311,68 @@ class GLMCC:
             },
         )  # fmt: skip
         return ds
+
+
+class PairAccumulator:
+    """GLMCC's sufficient statistics of some pairs, summed over consecutive stretches of
+    spike trains (the windows of an assimilation), so that a fit needs no stored spikes.
+
+    The cross-correlogram counts, the kernel sums s± and the lag counts are sums over
+    pairs of spikes; a pair that straddles two stretches has its first spike in the last
+    ``window_ms`` of the earlier one, which the accumulator keeps (``carry``). Each stretch
+    adds the statistics of (carry ∪ stretch) minus those of the carry alone, so the totals
+    equal those of the whole train at once (to rounding, for the float sums).
+
+    Parameters
+    ----------
+    pairs : (P, 2) int
+        Positions of the pairs in the spike trains given to :meth:`add` (lags t = t of the
+        second − t of the first, as :func:`pair_statistics`).
+    estimator : GLMCC
+        Its window, delays, τ and min_lag_ms (and later its fit).
+    """
+
+    def __init__(self, pairs, estimator: GLMCC):
+        self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        self.estimator = estimator
+        self.stats = None  # counts (P, M), s_plus (P, D), s_minus (P, D), n_lags (P,)
+        self.carry = None  # SpikeTrains: the last window_ms of what was added
+        self.duration_s = 0.0
+
+    def _statistics(self, spikes: SpikeTrains):
+        e = self.estimator
+        return pair_statistics(spikes, self.pairs, e.window_ms, e.delays, e.tau_ms, e.min_lag_ms)
+
+    def add(self, spikes: SpikeTrains) -> None:
+        """Add the next stretch (its t_start_s must be the previous stretch's t_stop_s)."""
+        if self.carry is None:
+            new = self._statistics(spikes)
+        else:
+            if not np.isclose(spikes.t_start_s, self.carry.t_stop_s):
+                raise ValueError(
+                    f"the stretch starts at {spikes.t_start_s} s, not where the last one ended "
+                    f"({self.carry.t_stop_s} s)"
+                )
+            if not np.array_equal(spikes.unit_ids, self.carry.unit_ids):
+                raise ValueError("the stretch's units differ from the previous stretch's")
+            joined = SpikeTrains.from_lists(
+                [np.concatenate([self.carry.train(k), spikes.train(k)]) for k in range(spikes.n_units)],
+                spikes.unit_ids, self.carry.t_start_s, spikes.t_stop_s,
+            )  # fmt: skip
+            both, old = self._statistics(joined), self._statistics(self.carry)
+            new = tuple(b - o for b, o in zip(both, old, strict=True))
+        self.stats = new if self.stats is None else tuple(
+            s + n for s, n in zip(self.stats, new, strict=True)
+        )  # fmt: skip
+        # the last window_ms of everything so far (a stretch shorter than that keeps some
+        # of the carry before it)
+        whole = spikes if self.carry is None else joined
+        t0 = max(whole.t_start_s, whole.t_stop_s - self.estimator.window_ms * 1e-3)
+        self.carry = whole.between(t0, whole.t_stop_s)
+        self.duration_s += spikes.duration_s
+
+    def fit(self, unit_ids) -> xr.Dataset:
+        """The GLMCC fit of the accumulated pairs (as :meth:`GLMCC.fit` returns it)."""
+        if self.stats is None:
+            raise ValueError("nothing accumulated yet")
+        return self.estimator._fit_statistics(np.asarray(unit_ids), self.pairs, *self.stats)
