@@ -56,8 +56,11 @@ CONFIG = ROOT / "configs" / "twin_constrained.yaml"
 SYNC_MS = 5.0
 
 
-def config_text(seed: int, constrained: bool, members: int, undetected: str | None = None) -> str:
+def config_text(seed: int, constrained: bool, members: int, undetected: str | None = None,
+                observe: tuple[int, int] | None = None) -> str:  # fmt: skip
     text = CONFIG.read_text()
+    if observe is not None:  # (links, from_cycle)
+        text = re.sub(r"(\n  glmcc: \{.*)\}", rf"\g<1>, observe: {{links: {observe[0]}, from_cycle: {observe[1]}}}}}", text)
     if undetected is not None:
         text = re.sub(r"(\n  glmcc: \{.*)undetected: \w+", rf"\g<1>undetected: {undetected}", text)
     text = re.sub(r"(\n  seed: )1\n(cluster)", rf"\g<1>{seed}\n\2", text)  # constraints.seed
@@ -268,6 +271,9 @@ def main() -> None:
                     help="which of the two runs to make per seed (default both)")
     ap.add_argument("--undetected", choices=("keep", "remove"),
                     help="glmcc.undetected for the constrained run (default: the config's)")
+    ap.add_argument("--observe", type=int, nargs=2, metavar=("LINKS", "FROM_CYCLE"),
+                    help="also assimilate the GLMCC J of this many links from this cycle on "
+                         "(constraints.glmcc.observe) in the constrained run")
     ap.add_argument("--structure", metavar="RUN",
                     help="only report the structural error of the ways to build the members' "
                          "network, for this constrained run of the benchmark (see structure_errors)")
@@ -285,7 +291,7 @@ def main() -> None:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as lc, Client(lc) as client:
         for seed in args.seeds:
             for constrained in [r == "with" for r in args.runs]:
-                text = config_text(seed, constrained, args.members, args.undetected)
+                text = config_text(seed, constrained, args.members, args.undetected, args.observe)
                 cfg = parse_run_config(text, str(CONFIG), CONFIG.parent)
                 path = work / f"seed{seed}_{'with' if constrained else 'without'}.run.zarr"
                 t = time.perf_counter()

@@ -314,6 +314,19 @@ class TwinSection(Strict):
     hidden sources, come last). None: the members' network."""
 
 
+class LinkObservations(Strict):
+    """GLMCC's J of some estimated links as observations (see docs/constraints.md): each
+    member's J is fitted on its own simulated spikes of the pair, accumulated from the
+    first window, against the J estimated on the recording, with the estimate's J_se² plus
+    the members' own J_se² (their shorter data) as the error variance."""
+
+    links: Annotated[int, Field(ge=1)] = 20
+    """How many of the constrained links, the most significant first (|J|/J_se)."""
+    from_cycle: Annotated[int, Field(ge=0)] = 2
+    """The links are assimilated from this cycle on (before it the members' statistics
+    only accumulate)."""
+
+
 class GlmccConstraint(Strict):
     """GLMCC (inference.GLMCC) on the observed spikes: its significant connections become
     the members' synapses among the observed neurons (see docs/constraints.md)."""
@@ -342,6 +355,8 @@ class GlmccConstraint(Strict):
     probe synapses of known size in the members' network (enkf/constraints/calibrate.py);
     authors: by Kobayashi et al.'s factors (2.532 mV per unit J for E, 0.612 for I), fitted
     on their own model neurons."""
+    observe: LinkObservations | None = None
+    """Also assimilate the J of the most significant links (None: no)."""
     strength: Prior | None = None
     """Prior of two estimated factors on the constrained synapses' weights, one on the E
     links and one on the I links (log transform), so that the data may correct the J-to-PSP
@@ -419,6 +434,17 @@ class RunConfig(Strict):
             raise ValueError("constraints need observations (the estimators run on them)")
         if self.assimilation.states and self.observations is None:
             raise ValueError("assimilation.states needs observations")
+        glmcc = self.constraints.glmcc if self.constraints is not None else None
+        if glmcc is not None and glmcc.observe is not None:
+            if self.assimilation.filter == "letkf":
+                raise ValueError("constraints.glmcc.observe: links are not localised; use filter enkf or etkf")
+            asm = self.assimilation
+            last = None if asm.cycles is None else asm.cycles - asm.holdout_cycles - 1
+            if last is not None and glmcc.observe.from_cycle > last:
+                raise ValueError(
+                    f"constraints.glmcc.observe.from_cycle: {glmcc.observe.from_cycle} is after the "
+                    f"last assimilated cycle ({last})"
+                )
         if self.assimilation.filter == "letkf" and self.observations.reduce == "population_mean":
             raise ValueError(
                 "filter letkf localises by neuron: observations.reduce must not be population_mean"

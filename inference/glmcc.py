@@ -371,6 +371,28 @@ class PairAccumulator:
         self.carry = whole.between(t0, whole.t_stop_s)
         self.duration_s += spikes.duration_s
 
+    def to_arrays(self) -> dict:
+        """The accumulator's state as named arrays (for a member's checkpoint file)."""
+        if self.stats is None:
+            return {}
+        c = self.carry
+        return {"counts": self.stats[0], "s_plus": self.stats[1], "s_minus": self.stats[2],
+                "n_lags": self.stats[3], "carry_times_s": c.times_s, "carry_offsets": c.offsets,
+                "carry_unit_ids": c.unit_ids, "carry_bounds_s": np.array([c.t_start_s, c.t_stop_s]),
+                "duration_s": np.array(self.duration_s)}  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, pairs, estimator: GLMCC, arrays: dict) -> PairAccumulator:
+        """The accumulator that :meth:`to_arrays` described (empty for ``{}``)."""
+        acc = cls(pairs, estimator)
+        if arrays:
+            acc.stats = tuple(arrays[k] for k in ("counts", "s_plus", "s_minus", "n_lags"))
+            t0, t1 = arrays["carry_bounds_s"]
+            acc.carry = SpikeTrains(arrays["carry_times_s"], arrays["carry_offsets"],
+                                    arrays["carry_unit_ids"], float(t0), float(t1))  # fmt: skip
+            acc.duration_s = float(arrays["duration_s"])
+        return acc
+
     def fit(self, unit_ids) -> xr.Dataset:
         """The GLMCC fit of the accumulated pairs (as :meth:`GLMCC.fit` returns it)."""
         if self.stats is None:

@@ -467,3 +467,56 @@ def test_j_calibration_inverts_its_curve_and_transfers_to_new_data():
         got, slope = a.psp([b.j[sel].mean()], [level > 0])
         tol = 4 * slope[0] * b.j[sel].std(ddof=1) / np.sqrt(sel.sum()) + 0.1 * abs(level)
         assert abs(got[0] - level) < tol, (level, got)
+
+
+def test_link_observations_are_assimilated_from_their_cycle(tmp_path):
+    """glmcc.observe: the J of the most significant links, each member's from its own
+    spikes accumulated since the first window, joins the activity in the analysis."""
+    from enkf.driver import open_run
+    from enkf.driver.members import load_member, member_path
+    from enkf.driver.run import start
+
+    runs = {}
+    for name, glmcc in (("with", {"observe": {"links": 3, "from_cycle": 1}}), ("without", {})):
+        d = tmp_path / name
+        d.mkdir()
+        runs[name] = d / "run.zarr"
+        path = _config(d, {"glmcc": glmcc, "if_empty": "unconstrained"})
+        cfg = yaml.safe_load(path.read_text())
+        cfg["assimilation"]["window_s"] = 15.0  # GLMCC gives a J_se from ~25 s of these spikes
+        path.write_text(yaml.safe_dump(cfg))
+        start(path, out=runs[name], progress=None, client=_client())
+    ds, ref = open_run(runs["with"]), open_run(runs["without"])
+    cs = ConstraintSet.load(runs["with"])
+    assert cs.link_j.size == 3 and ds.sizes["link"] == 3
+    z = np.abs(cs.link_j) / cs.link_j_se
+    assert (np.diff(z) <= 0).all()  # the most significant first
+    found = set(zip(cs.link_pre.tolist(), cs.link_post.tolist(), strict=True))
+    assert found <= set(zip(cs.syn_pre.tolist(), cs.syn_post.tolist(), strict=True))
+    # cycle 0 only accumulates, cycle 1 assimilates, the held-out cycle 2 does not
+    assert np.isnan(ds["link_y"].values[[0, 2]]).all()
+    np.testing.assert_array_equal(ds["link_y"].values[1], cs.link_j)
+    assert np.isfinite(ds["link_hx_mean"].values[1]).all() and (ds["link_hx_sd"].values[1] > 0).all()
+    # the error variance: the recording's J_se² + the members' own; NaN for a link that some
+    # member cannot give a J_se yet (too few lags), which then waits
+    var = ds["link_error_var"].values[1]
+    used = np.isfinite(var)
+    assert used.sum() >= 2 and (var[used] > cs.link_j_se[used] ** 2).all()
+    # the same run without them: identical up to cycle 1's analysis, which the links change
+    np.testing.assert_array_equal(ds["param"].values[0], ref["param"].values[0])
+    np.testing.assert_array_equal(ds["param"].values[1, 0], ref["param"].values[1, 0])
+    assert not np.array_equal(ds["param"].values[1, 1], ref["param"].values[1, 1])
+    # the members' statistics live in their state files: every window since the first
+    _, _, links = load_member(member_path(runs["with"] / "checkpoint" / "slot1", 0), links=True)
+    span = float(ds["window_end_s"].values[2] - ds["window_start_s"].values[0]) + 1.0  # + spin-up
+    assert float(links["duration_s"]) == pytest.approx(span, rel=1e-9)
+    assert links["counts"].shape[0] == 3 and links["counts"].sum() > 0
+
+
+def test_link_observations_config_checks(tmp_path):
+    from enkf.run_config import load_run_config
+
+    base = yaml.safe_load(_config(tmp_path, {"glmcc": {"observe": {"from_cycle": 2}}}).read_text())
+    (tmp_path / "late.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(ConfigError, match=r"observe.from_cycle: 2 is after the last assimilated cycle \(1\)"):
+        load_run_config(tmp_path / "late.yaml")

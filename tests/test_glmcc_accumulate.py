@@ -31,6 +31,13 @@ def test_accumulated_statistics_equal_those_of_the_whole_train(edges):
     for got, want in zip(acc.stats[1:3], whole[1:3], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9)
     assert acc.duration_s == pytest.approx(20.0)
+    # through its arrays (a member's checkpoint) it goes on where it stopped
+    half = PairAccumulator(pairs, est)
+    for t0, t1 in zip(edges[:-1], edges[1:], strict=True):
+        half = PairAccumulator.from_arrays(pairs, est, half.to_arrays())
+        half.add(sp.between(t0, t1))
+    for got, want in zip(half.stats, acc.stats, strict=True):
+        np.testing.assert_array_equal(got, want)
     # and so the fit: the direct link 0 → 1 is found with the same J
     fit, ref = acc.fit(sp.unit_ids), est.fit(sp, pairs)
     np.testing.assert_allclose(fit["J"].values, ref["J"].values, rtol=1e-7, equal_nan=True)

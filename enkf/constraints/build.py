@@ -69,6 +69,11 @@ class ConstraintSet:
         neurons where it lost more than it got; False: the constrained synapses come on top.
     seed : int
         Seed of the choice of the spec synapses that make room.
+    link_pre, link_post : (L,) int64
+        Links whose GLMCC J is assimilated (``glmcc.observe``; model neurons), the most
+        significant first; empty when none.
+    link_j, link_j_se : (L,) float64
+        Their J and J_se estimated on the recording.
     info : dict
         What was done (estimator settings, counts, Dale conflicts, time resolution).
     results : dict of xarray.Dataset
@@ -94,6 +99,10 @@ class ConstraintSet:
     replace_all: bool = True
     conserve_in_degree: bool = False
     seed: int = 0
+    link_pre: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    link_post: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    link_j: np.ndarray = field(default_factory=lambda: np.empty(0))
+    link_j_se: np.ndarray = field(default_factory=lambda: np.empty(0))
     info: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict, repr=False)
 
@@ -173,6 +182,10 @@ class ConstraintSet:
                 "source_rate_hz": ("source", self.source_rate_hz, {"units": "Hz"}),
                 "source_amplitude_mv": ("source", self.source_amplitude_mv, {"units": "mV"}),
                 "source_weight": ("source", self.source_weight),
+                "link_pre_neuron": ("observed_link", self.link_pre),
+                "link_post_neuron": ("observed_link", self.link_post),
+                "link_j": ("observed_link", self.link_j),
+                "link_j_se": ("observed_link", self.link_j_se),
             },
             attrs={"info": json.dumps(self.info), "replace_all": int(self.replace_all),
                    "conserve_in_degree": int(self.conserve_in_degree), "seed": self.seed},
@@ -199,6 +212,9 @@ class ConstraintSet:
             source_weight=v("source_weight"), replace_all=bool(ds.attrs.get("replace_all", 1)),
             conserve_in_degree=bool(ds.attrs.get("conserve_in_degree", 0)),
             seed=int(ds.attrs.get("seed", 0)), info=json.loads(ds.attrs["info"]),
+            **({} if "link_j" not in ds else dict(
+                link_pre=v("link_pre_neuron"), link_post=v("link_post_neuron"),
+                link_j=v("link_j"), link_j_se=v("link_j_se"))),
         )  # fmt: skip
 
 
@@ -210,6 +226,17 @@ def _folder(run_path) -> Path:
     path = Path(run_path) / FOLDER
     zarr.open_group(path, mode="a")
     return path
+
+
+def observed_links(ds: xr.Dataset, conns: Connections, n: int) -> dict:
+    """The ``n`` most significant of the kept links (|J|/J_se) with a finite J_se: their
+    units and GLMCC's J and J_se (lists, for the run's attrs)."""
+    J = ds["J"].sel(pre=xr.DataArray(conns.pre), post=xr.DataArray(conns.post)).values
+    se = ds["J_se"].sel(pre=xr.DataArray(conns.pre), post=xr.DataArray(conns.post)).values
+    ok = np.flatnonzero(np.isfinite(J) & np.isfinite(se) & (se > 0))
+    best = ok[np.argsort(-np.abs(J[ok]) / se[ok], kind="stable")][:n]
+    return {"pre_unit": conns.pre[best].tolist(), "post_unit": conns.post[best].tolist(),
+            "J": J[best].tolist(), "J_se": se[best].tolist()}  # fmt: skip
 
 
 def in_degree_summary(base: Network, net: Network, observed) -> dict:
@@ -337,6 +364,8 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             int(u) for u, t in zip(conns.units, conns.types, strict=True)
             if t and (t == "E") != bool(network.excitatory[neuron_of[int(u)]])
         ]  # fmt: skip
+        if cfg.glmcc.observe is not None and conns.n:
+            info["glmcc"]["observed_links"] = observed_links(ds, conns, cfg.glmcc.observe.links)
         if conns.n == 0:
             _nothing(cfg, where, f"no significant connection among the {units.size} observed units", say)
             conns = None
@@ -496,6 +525,11 @@ def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, 
         src = dict(src_ptr=np.zeros(1, np.int64), src_post=np.empty(0, np.int64),
                    source_rate_hz=np.empty(0), source_amplitude_mv=np.empty(0), source_weight=np.empty(0))  # fmt: skip
     glmcc = cfg.glmcc if conns is not None else None
+    links = info.get("glmcc", {}).get("observed_links") if glmcc is not None else None
+    if links:
+        syn["link_pre"] = np.array([neuron_of[int(u)] for u in links["pre_unit"]], np.int64)
+        syn["link_post"] = np.array([neuron_of[int(u)] for u in links["post_unit"]], np.int64)
+        syn["link_j"], syn["link_j_se"] = np.array(links["J"]), np.array(links["J_se"])
     return ConstraintSet(observed=observed, info=info, seed=cfg.seed,
                          replace_all=glmcc is not None and glmcc.undetected == "remove",
                          conserve_in_degree=glmcc is not None and glmcc.in_degree == "conserve",

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from enkf.driver.observe import ObsModel
+from inference.glmcc import PairAccumulator
 from model import MemberParams, MemberState, Network, advance, initial_state
 from observations.operators import CalciumState
 
@@ -57,6 +58,12 @@ class ForecastJob:
     init_seed, drive_seed : int
         Seeds of the initial membrane potentials and of the random drive (combined with
         the member id inside :func:`model.advance`).
+    link_pairs : (L, 2) int64 or None
+        Pairs of observed neurons (positions in the observations' order) whose GLMCC
+        statistics each member accumulates over the windows, in its state file
+        (``constraints.glmcc.observe``); ``link_estimator`` the GLMCC whose settings they use.
+    return_links : bool
+        Return the members' accumulated statistics (the cycles whose links are assimilated).
     """
 
     cycle: int
@@ -72,6 +79,9 @@ class ForecastJob:
     n_members: int
     init_seed: int
     drive_seed: int
+    link_pairs: np.ndarray | None = None
+    link_estimator: object = None
+    return_links: bool = False
 
 
 def member_path(slot: str | Path, member: int) -> Path:
@@ -84,8 +94,10 @@ _MAGIC = b"SPKDAMS1"
 _SPARSE = ("buf_e", "buf_i")
 
 
-def save_member(path: Path, state: MemberState, op_state) -> None:
-    """Write one member's model and operator state atomically (temporary file + rename).
+def save_member(path: Path, state: MemberState, op_state, links: dict | None = None) -> None:
+    """Write one member's model and operator state atomically (temporary file + rename),
+    and the arrays of its accumulated link statistics (``links``, see
+    :class:`inference.glmcc.PairAccumulator`), if any.
 
     The file is raw bytes: a magic number, a JSON header (name → dtype, shape, offset) and
     the arrays one after the other — no archive to parse (np.savez's zip costs ~1 ms a
@@ -109,6 +121,8 @@ def save_member(path: Path, state: MemberState, op_state) -> None:
             arrays["ca_" + f.name] = np.asarray(getattr(op_state, f.name))
     elif op_state is not None:
         arrays["counts"] = np.asarray(op_state)
+    for name, a in (links or {}).items():
+        arrays["links." + name] = a
     header, offset = {}, 0
     for name, a in arrays.items():
         a = np.asarray(a)
@@ -140,8 +154,9 @@ def _read(path: Path) -> dict:
     return out
 
 
-def load_member(path: Path) -> tuple[MemberState, object]:
-    """The (1-member MemberState, operator state) that :func:`save_member` wrote."""
+def load_member(path: Path, links: bool = False) -> tuple:
+    """The (1-member MemberState, operator state) that :func:`save_member` wrote; with
+    ``links``, also its link statistics' arrays (a dict, empty if none were saved)."""
     z = _read(path)
     kw = {}
     for k in MemberState.ARRAYS:
@@ -161,6 +176,8 @@ def load_member(path: Path) -> tuple[MemberState, object]:
         op = z["counts"]
     else:
         op = None
+    if links:
+        return state, op, {k[6:]: v for k, v in z.items() if k.startswith("links.")}
     return state, op
 
 
@@ -188,9 +205,10 @@ def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
         state = dataclasses.replace(state, step=int(round(job.t0_s / network.dt_s)))
         op_states = [obs.initial_state() if obs else None for _ in range(m)]
     else:
-        loaded = [load_member(member_path(job.read_slot, i)) for i in job.members]
-        state = MemberState.concat([s for s, _ in loaded])
-        op_states = [o for _, o in loaded]
+        loaded = [load_member(member_path(job.read_slot, i), links=True) for i in job.members]
+        state = MemberState.concat([s for s, _, _ in loaded])
+        op_states = [o for _, o, _ in loaded]
+    link_arrays = [{} if job.read_slot is None else loaded[i][2] for i in range(m)]
     io_s = time.perf_counter() - t_start
 
     t_c = time.perf_counter()
@@ -208,6 +226,10 @@ def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
         hx.append(h)
         trace[i] = frames[:, obs.trace]
         new_ops.append(op)
+        if job.link_pairs is not None:
+            acc = PairAccumulator.from_arrays(job.link_pairs, job.link_estimator, link_arrays[i])
+            acc.add(spikes)
+            link_arrays[i] = acc.to_arrays()
     hx = np.array(hx) if hx else np.empty((m, 0))
     bin_s = rec.rate_bin_s
     first_bin = int(round((job.rate_t0_s - job.t0_s) / bin_s))
@@ -219,9 +241,14 @@ def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
     t_w = time.perf_counter()
     Path(job.write_slot).mkdir(parents=True, exist_ok=True)
     for i, member in enumerate(job.members):
-        save_member(member_path(job.write_slot, member), state.select([i]), new_ops[i])
+        save_member(member_path(job.write_slot, member), state.select([i]), new_ops[i], link_arrays[i])
     io_s += time.perf_counter() - t_w
+    links = None
+    if job.return_links:
+        # (m,) the accumulated statistics: counts, s_plus, s_minus, n_lags of each member
+        links = [tuple(a[k] for k in ("counts", "s_plus", "s_minus", "n_lags")) for a in link_arrays]
     return {
+        "links": links,
         "members": job.members,
         "hx": hx,
         "trace": trace,
@@ -247,8 +274,8 @@ def set_membrane(slot: str, member: int, neurons: np.ndarray, v_mv: np.ndarray) 
     analysis of per-neuron states, already clipped); refractory neurons keep theirs (the
     model holds them at V_reset until the refractory period ends)."""
     path = member_path(slot, member)
-    state, op = load_member(path)
+    state, op, links = load_member(path, links=True)
     v = state.v_mv.copy()
     free = state.refractory[0, neurons] == 0
     v[0, neurons[free]] = v_mv[free]
-    save_member(path, dataclasses.replace(state, v_mv=v), op)
+    save_member(path, dataclasses.replace(state, v_mv=v), op, links)

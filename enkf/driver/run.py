@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from enkf import analysis, inflation
 from enkf.config import ConfigError
@@ -157,6 +158,8 @@ class Driver:
             neurons=neurons,
             twin=twin,
             states=bool(self.asm.states),
+            links=np.column_stack([cs.link_pre, cs.link_post]) if (cs := self.constraints) is not None
+            else np.empty((0, 2), np.int64),
         )
 
     def static(self, truth) -> dict:
@@ -262,6 +265,9 @@ class Driver:
         theta_f = self.forecast_params(k)
         frames = self.plan.frames(w) if self.plan else np.empty(0)
         valid = self.plan.valid(w) if self.plan else None
+        links = self._links()
+        assimilated = k < self.n_cycles() - asm.holdout_cycles
+        fit_links = links is not None and assimilated and k >= links["from_cycle"]
         jobs = [
             mem.ForecastJob(
                 cycle=k,
@@ -277,6 +283,9 @@ class Driver:
                 n_members=M,
                 init_seed=seed_int(asm.seed, INIT),
                 drive_seed=seed_int(asm.seed, DRIVE),
+                link_pairs=None if links is None else links["pairs"],
+                link_estimator=None if links is None else links["estimator"],
+                return_links=fit_links,
             )
             for g in groups
         ]
@@ -321,10 +330,24 @@ class Driver:
         t_a = time.perf_counter()
         U_f = P.to_u(theta_f)
         Z_f = np.column_stack([U_f, v_obs]) if asm.states else U_f
+        link_out = {}
+        if fit_links:
+            stats = [s for r in results for s in r["links"]]
+            hx_l, var_l = self._fit_links(links, [stats[i] for i in order])
+            cs = self.constraints
+            link_out = {"link_y": cs.link_j, "link_hx_mean": hx_l.mean(axis=0),
+                        "link_hx_sd": hx_l.std(axis=0, ddof=1), "link_error_var": var_l}  # fmt: skip
         if k >= self.n_cycles() - self.asm.holdout_cycles:
             # A held-out window: forecast and scored, never assimilated.
             Z_a, factor = Z_f.copy(), np.nan
             used = np.isfinite(y) & np.isfinite(var) if self.plan else np.zeros(0, bool)
+        elif fit_links:
+            # the links' J beside the activity, in one analysis
+            Z_a, used, factor = self._analysis(
+                k, Z_f, np.column_stack([hx, hx_l]), np.concatenate([y, self.constraints.link_j]),
+                np.concatenate([var, var_l]),
+            )  # fmt: skip
+            used = used[: y.size]
         else:
             Z_a, used, factor = self._analysis(
                 k, Z_f, hx, y if self.plan else None, var if self.plan else None
@@ -359,6 +382,7 @@ class Driver:
                 "innovation_ratio": float(np.mean(d[used] ** 2 / (hx_sd[used] ** 2 + var[used])))
                 if used.any() else np.nan,
             })  # fmt: skip
+        out.update(link_out)
         if asm.states and k >= self.n_cycles() - asm.holdout_cycles:
             out["v_obs"] = np.stack([v_obs, v_obs])
         elif asm.states:
@@ -377,6 +401,40 @@ class Driver:
         })  # fmt: skip
         self.store.mark_complete(k)
         self._progress(progress, k, M, out, end=True, wall=cycle_s)
+
+    def _links(self) -> dict | None:
+        """What the forecast tasks need to accumulate the assimilated links' statistics
+        (``constraints.glmcc.observe``), or None."""
+        cs = self.constraints
+        glmcc = self.cfg.constraints.glmcc if self.cfg.constraints is not None else None
+        if cs is None or glmcc is None or glmcc.observe is None or not cs.link_pre.size:
+            return None
+        from enkf.constraints.build import _glmcc_settings
+        from inference import GLMCC
+
+        settings = _glmcc_settings(xr.Dataset(attrs=cs.info["glmcc"]["settings"]))
+        pos = self.plan.model.position
+        return {"pairs": np.column_stack([pos[cs.link_pre], pos[cs.link_post]]),
+                "estimator": GLMCC(**settings), "from_cycle": glmcc.observe.from_cycle}  # fmt: skip
+
+    def _fit_links(self, links, stats) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's J of the links from its accumulated statistics, (M, L), and the
+        error variance (L,): the recording's J_se² plus the members' mean J_se² (their own
+        estimation error at their shorter data length); NaN where a member has no J or J_se."""
+        est, pairs = links["estimator"], links["pairs"]
+        units = np.arange(self.plan.model.neurons.size)
+        hx = np.full((len(stats), pairs.shape[0]), np.nan)
+        se = np.full_like(hx, np.nan)
+        for m, st in enumerate(stats):
+            fit = est._fit_statistics(units, pairs, *st)
+            sel = {"pre": xr.DataArray(pairs[:, 0]), "post": xr.DataArray(pairs[:, 1])}
+            hx[m], se[m] = fit["J"].isel(sel).values, fit["J_se"].isel(sel).values
+        # a link is assimilated once every member has a J with its J_se (GLMCC gives no
+        # J_se until a pair has enough lags, τ c̄ > 10: the first cycles may have none)
+        ok = np.isfinite(hx).all(axis=0) & np.isfinite(se).all(axis=0)
+        var = np.full(pairs.shape[0], np.nan)
+        var[ok] = self.constraints.link_j_se[ok] ** 2 + (se[:, ok] ** 2).mean(axis=0)
+        return np.nan_to_num(hx), var
 
     def _analysis(self, k, Z_f, hx, y, var):
         """The filter and the inflation on the augmented ensemble Z_f (N, P [+ states])."""

@@ -90,6 +90,8 @@ class Layout:
     twin: bool
     states: bool
     extra: dict = field(default_factory=dict)
+    links: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
+    """(L, 2) model neurons (pre, post) of the links whose GLMCC J is assimilated."""
 
 
 def _strings(values) -> np.ndarray:
@@ -160,6 +162,13 @@ def skeleton(lay: Layout, attrs: dict) -> xr.Dataset:
         )
         v["trace_truth"] = (("cycle", "frame", "trace_neuron"), nan(C, F, T), {"units": ou})
         v["rate_truth_hz"] = (("cycle", "population"), nan(C, K), {"units": "Hz"})
+    if len(lay.links):
+        L = len(lay.links)
+        for name, text in (("link_y", "GLMCC J estimated on the recording"),
+                           ("link_hx_mean", "ensemble mean of the members' J"),
+                           ("link_hx_sd", "ensemble sd of the members' J"),
+                           ("link_error_var", "error variance: J_se² of the recording's + mean of the members'")):  # fmt: skip
+            v[name] = (("cycle", "link"), nan(C, L), {"units": "1", "long_name": text})
     if lay.states:
         v["v_obs"] = (
             ("cycle", "stage", "member", "neuron"),
@@ -182,6 +191,9 @@ def skeleton(lay: Layout, attrs: dict) -> xr.Dataset:
         "trace_unit": ("trace_neuron", lay.trace_unit.astype(np.int64)),
         "neuron": lay.neurons.astype(np.int64),
     }
+    if len(lay.links):
+        coords["link_pre_neuron"] = ("link", np.asarray(lay.links)[:, 0].astype(np.int64))
+        coords["link_post_neuron"] = ("link", np.asarray(lay.links)[:, 1].astype(np.int64))
     ds = xr.Dataset({k: xr.Variable(d, a, at) for k, (d, a, at) in v.items()}, coords=coords)
     ds.attrs.update(attrs)
     ds.attrs.update({"kind": KIND, "schema": SCHEMA, "completed_cycles": 0, "n_cycles": C})
