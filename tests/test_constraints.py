@@ -495,7 +495,19 @@ def test_link_observations_are_assimilated_from_their_cycle(tmp_path):
     assert found <= set(zip(cs.syn_pre.tolist(), cs.syn_post.tolist(), strict=True))
     # cycle 0 only accumulates, cycle 1 assimilates, the held-out cycle 2 does not
     assert np.isnan(ds["link_y"].values[[0, 2]]).all()
-    np.testing.assert_array_equal(ds["link_y"].values[1], cs.link_j)
+    # y: GLMCC on the recording over the span the members have simulated (first window's
+    # start, with its spin-up, to the end of cycle 1), the same data length as theirs
+    from inference import GLMCC
+    from observations import open_store
+
+    rec = open_store(runs["with"] / "twin_observations.zarr").spikes
+    t0 = float(ds["window_start_s"].values[0]) - 1.0  # the spin-up
+    span = rec.between(t0, float(ds["window_end_s"].values[1]))
+    at = {int(u): i for i, u in enumerate(span.unit_ids)}
+    pairs = np.array([[at[a], at[b]] for a, b in zip(cs.link_pre, cs.link_post, strict=True)])
+    fit = GLMCC(delay_ms=3.0).fit(span, pairs)
+    want = [float(fit["J"].sel(pre=a, post=b)) for a, b in zip(cs.link_pre, cs.link_post, strict=True)]
+    np.testing.assert_allclose(ds["link_y"].values[1], want, rtol=1e-9)
     assert np.isfinite(ds["link_hx_mean"].values[1]).all() and (ds["link_hx_sd"].values[1] > 0).all()
     # the error variance: the recording's J_se² + the members' own; NaN for a link that some
     # member cannot give a J_se yet (too few lags), which then waits

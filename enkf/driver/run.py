@@ -91,6 +91,7 @@ class Driver:
         self.params = params
         self.asm = cfg.assimilation
         self.store = None
+        self._recording = None  # the observed units' spikes, for glmcc.observe
 
     # -- set-up ---------------------------------------------------------------------------------
     @staticmethod
@@ -333,9 +334,8 @@ class Driver:
         link_out = {}
         if fit_links:
             stats = [s for r in results for s in r["links"]]
-            hx_l, var_l = self._fit_links(links, [stats[i] for i in order])
-            cs = self.constraints
-            link_out = {"link_y": cs.link_j, "link_hx_mean": hx_l.mean(axis=0),
+            y_l, hx_l, var_l = self._fit_links(k, links, [stats[i] for i in order])
+            link_out = {"link_y": y_l, "link_hx_mean": hx_l.mean(axis=0),
                         "link_hx_sd": hx_l.std(axis=0, ddof=1), "link_error_var": var_l}  # fmt: skip
         if k >= self.n_cycles() - self.asm.holdout_cycles:
             # A held-out window: forecast and scored, never assimilated.
@@ -344,7 +344,7 @@ class Driver:
         elif fit_links:
             # the links' J beside the activity, in one analysis
             Z_a, used, factor = self._analysis(
-                k, Z_f, np.column_stack([hx, hx_l]), np.concatenate([y, self.constraints.link_j]),
+                k, Z_f, np.column_stack([hx, hx_l]), np.concatenate([y, y_l]),
                 np.concatenate([var, var_l]),
             )  # fmt: skip
             used = used[: y.size]
@@ -412,29 +412,43 @@ class Driver:
         from enkf.constraints.build import _glmcc_settings
         from inference import GLMCC
 
+        if self._recording is None:
+            from enkf.constraints.build import estimator_spikes
+
+            # the observed units' spikes, in the observations' order
+            sp, _ = estimator_spikes(self.plan, math.inf)
+            at = {int(u): i for i, u in enumerate(sp.unit_ids)}
+            self._recording = sp.select([at[int(u)] for u in self.plan.store_ids])
         settings = _glmcc_settings(xr.Dataset(attrs=cs.info["glmcc"]["settings"]))
         pos = self.plan.model.position
         return {"pairs": np.column_stack([pos[cs.link_pre], pos[cs.link_post]]),
-                "estimator": GLMCC(**settings), "from_cycle": glmcc.observe.from_cycle}  # fmt: skip
+                "estimator": GLMCC(**settings), "from_cycle": glmcc.observe.from_cycle,
+                "recording": self._recording}  # fmt: skip
 
-    def _fit_links(self, links, stats) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's J of the links from its accumulated statistics, (M, L), and the
-        error variance (L,): the recording's J_se² plus the members' mean J_se² (their own
-        estimation error at their shorter data length); NaN where a member has no J or J_se."""
+    def _fit_links(self, k, links, stats) -> tuple[np.ndarray, ...]:
+        """The links' J on the recording and each member's, over the same span (from the
+        first window's start to the end of window ``k``: the same data length, so the same
+        estimator shrinkage on both sides).
+
+        Returns y (L,), the recording's J; hx (M, L), the members' J from their accumulated
+        statistics; var (L,), the error variance: the recording's J_se² plus the members'
+        mean J_se². A link waits (var NaN) until the recording and every member give a J
+        with its J_se (GLMCC gives none until a pair has enough lags, τ c̄ > 10)."""
         est, pairs = links["estimator"], links["pairs"]
+        sel = {"pre": xr.DataArray(pairs[:, 0]), "post": xr.DataArray(pairs[:, 1])}
+        span = links["recording"].between(self.window(0).t0_s, self.window(k).t1_s)
+        rec = est.fit(span, pairs)
+        y, se_y = rec["J"].isel(sel).values, rec["J_se"].isel(sel).values
         units = np.arange(self.plan.model.neurons.size)
         hx = np.full((len(stats), pairs.shape[0]), np.nan)
         se = np.full_like(hx, np.nan)
         for m, st in enumerate(stats):
             fit = est._fit_statistics(units, pairs, *st)
-            sel = {"pre": xr.DataArray(pairs[:, 0]), "post": xr.DataArray(pairs[:, 1])}
             hx[m], se[m] = fit["J"].isel(sel).values, fit["J_se"].isel(sel).values
-        # a link is assimilated once every member has a J with its J_se (GLMCC gives no
-        # J_se until a pair has enough lags, τ c̄ > 10: the first cycles may have none)
-        ok = np.isfinite(hx).all(axis=0) & np.isfinite(se).all(axis=0)
+        ok = np.isfinite(y) & np.isfinite(se_y) & np.isfinite(hx).all(axis=0) & np.isfinite(se).all(axis=0)
         var = np.full(pairs.shape[0], np.nan)
-        var[ok] = self.constraints.link_j_se[ok] ** 2 + (se[:, ok] ** 2).mean(axis=0)
-        return np.nan_to_num(hx), var
+        var[ok] = se_y[ok] ** 2 + (se[:, ok] ** 2).mean(axis=0)
+        return y, np.nan_to_num(hx), var
 
     def _analysis(self, k, Z_f, hx, y, var):
         """The filter and the inflation on the augmented ensemble Z_f (N, P [+ states])."""
