@@ -23,8 +23,7 @@ the members' network are the same in every run), on one LocalCluster, and report
 way of building the members' network (``glmcc.undetected`` × ``glmcc.in_degree``) leaves the
 recorded neurons' rates from the truth's at the truth's parameters (:func:`structure_errors`):
 
-    python benchmarks/constrained.py --structure FOLDER/seed1_with.run.zarr \
-        --out benchmarks/results/constrained_structure.json
+    python benchmarks/constrained.py --structure FOLDER/seed1_with.run.zarr
 """
 
 from __future__ import annotations
@@ -220,8 +219,8 @@ def structure_errors(path: Path, n_members: int = 8, seconds: float = 30.0) -> d
     cfg, cs, P = driver.cfg, driver.constraints, driver.params
     observed = np.sort(driver.plan.model.neurons)
     sp = open_store(path / "twin_observations.zarr").spikes
-    true_rate = np.array([sp.train(int(np.flatnonzero(sp.unit_ids == u)[0])).size for u in observed])
-    true_rate = true_rate / sp.duration_s
+    at = {int(u): i for i, u in enumerate(sp.unit_ids)}
+    true_rate = sp.rates_hz()[[at[int(u)] for u in observed]]
     k_last = ds.sizes["cycle"] - driver.asm.holdout_cycles - 1
     theta = ds["param"].isel(cycle=k_last, stage=1).values.mean(axis=0)
     base = build_network(cfg.network.spec, cfg.network.seed)
@@ -266,7 +265,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--members", type=int, default=100)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "constrained.json"))
+    ap.add_argument("--out", help="results file (default results/constrained.json, "
+                                  "results/constrained_structure.json with --structure)")
     ap.add_argument("--runs", nargs="+", choices=("with", "without"), default=["with", "without"],
                     help="which of the two runs to make per seed (default both)")
     ap.add_argument("--undetected", choices=("keep", "remove"),
@@ -279,6 +279,9 @@ def main() -> None:
                          "network, for this constrained run of the benchmark (see structure_errors)")
     ap.add_argument("--keep", help="folder to keep the runs in (default: a temporary one)")
     args = ap.parse_args()
+    results = ROOT / "benchmarks" / "results"
+    if args.out is None:
+        args.out = str(results / ("constrained_structure.json" if args.structure else "constrained.json"))
     if args.structure:
         out = structure_errors(Path(args.structure))
         Path(args.out).write_text(json.dumps(out, indent=1))

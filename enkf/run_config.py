@@ -317,8 +317,8 @@ class TwinSection(Strict):
 class LinkObservations(Strict):
     """GLMCC's J of some estimated links as observations (see docs/constraints.md): each
     member's J is fitted on its own simulated spikes of the pair, accumulated from the
-    first window, against the J estimated on the recording, with the estimate's J_se² plus
-    the members' own J_se² (their shorter data) as the error variance."""
+    first window, against the J of the recording over the same span (same data length),
+    with the two J_se² as the error variance."""
 
     links: Annotated[int, Field(ge=1)] = 20
     """How many of the constrained links, the most significant first (|J|/J_se)."""

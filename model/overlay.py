@@ -108,19 +108,17 @@ def with_member_synapses(
     pairs = np.asarray(replace_pairs, dtype=np.int64).reshape(-1, 2)
     if pairs.size:
         keep &= ~np.isin(syn_pre * n + network.syn_post, pairs[:, 0] * n + pairs[:, 1])
-    syn_post, syn_weight, syn_delay = network.syn_post, network.syn_weight, network.syn_delay
+    moved = new_pre = np.empty(0, np.int64)
     if conserve_in_degree:
         drop, moved, new_pre = _conserve_in_degree(network, syn_pre, keep, post, excitatory, observed, seed)
         keep &= ~drop
-        # the kept synapses, then the moved ones at their new presynaptic neurons, in CSR order
-        syn_pre = np.concatenate([syn_pre[keep], new_pre])
-        idx = np.concatenate([np.flatnonzero(keep), moved])
+    idx = np.flatnonzero(keep)
+    syn_pre = syn_pre[idx]
+    if moved.size:
+        # the moved synapses at their new presynaptic neurons, in CSR order with the kept ones
+        syn_pre = np.concatenate([syn_pre, new_pre])
         order_pre = np.argsort(syn_pre, kind="stable")
-        syn_pre, idx = syn_pre[order_pre], idx[order_pre]
-        syn_post, syn_weight, syn_delay = syn_post[idx], syn_weight[idx], syn_delay[idx]
-    else:
-        syn_pre = syn_pre[keep]
-        syn_post, syn_weight, syn_delay = syn_post[keep], syn_weight[keep], syn_delay[keep]
+        syn_pre, idx = syn_pre[order_pre], np.concatenate([idx, moved])[order_pre]
     syn_ptr = csr_ptr(syn_pre, n)
 
     order = np.lexsort((post, pre))
@@ -137,9 +135,9 @@ def with_member_synapses(
     net = dataclasses.replace(
         network,
         syn_ptr=syn_ptr,
-        syn_post=np.ascontiguousarray(syn_post),
-        syn_weight=np.ascontiguousarray(syn_weight),
-        syn_delay=np.ascontiguousarray(syn_delay),
+        syn_post=np.ascontiguousarray(network.syn_post[idx]),
+        syn_weight=np.ascontiguousarray(network.syn_weight[idx]),
+        syn_delay=np.ascontiguousarray(network.syn_delay[idx]),
         msyn_ptr=msyn_ptr,
         msyn_post=post[order].astype(np.int32),
         msyn_delay=steps,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -91,7 +92,6 @@ class Driver:
         self.params = params
         self.asm = cfg.assimilation
         self.store = None
-        self._recording = None  # the observed units' spikes, for glmcc.observe
 
     # -- set-up ---------------------------------------------------------------------------------
     @staticmethod
@@ -266,7 +266,7 @@ class Driver:
         theta_f = self.forecast_params(k)
         frames = self.plan.frames(w) if self.plan else np.empty(0)
         valid = self.plan.valid(w) if self.plan else None
-        links = self._links()
+        links = self._links
         assimilated = k < self.n_cycles() - asm.holdout_cycles
         fit_links = links is not None and assimilated and k >= links["from_cycle"]
         jobs = [
@@ -402,28 +402,26 @@ class Driver:
         self.store.mark_complete(k)
         self._progress(progress, k, M, out, end=True, wall=cycle_s)
 
+    @functools.cached_property
     def _links(self) -> dict | None:
         """What the forecast tasks need to accumulate the assimilated links' statistics
-        (``constraints.glmcc.observe``), or None."""
+        (``constraints.glmcc.observe``) and the recording's spikes to compare them with, or
+        None."""
         cs = self.constraints
         glmcc = self.cfg.constraints.glmcc if self.cfg.constraints is not None else None
         if cs is None or glmcc is None or glmcc.observe is None or not cs.link_pre.size:
             return None
-        from enkf.constraints.build import _glmcc_settings
+        from enkf.constraints.build import _glmcc_settings, estimator_spikes
         from inference import GLMCC
 
-        if self._recording is None:
-            from enkf.constraints.build import estimator_spikes
-
-            # the observed units' spikes, in the observations' order
-            sp, _ = estimator_spikes(self.plan, math.inf)
-            at = {int(u): i for i, u in enumerate(sp.unit_ids)}
-            self._recording = sp.select([at[int(u)] for u in self.plan.store_ids])
+        # the observed units' spikes, in the observations' order
+        sp, _ = estimator_spikes(self.plan, math.inf)
+        at = {int(u): i for i, u in enumerate(sp.unit_ids)}
         settings = _glmcc_settings(xr.Dataset(attrs=cs.info["glmcc"]["settings"]))
         pos = self.plan.model.position
         return {"pairs": np.column_stack([pos[cs.link_pre], pos[cs.link_post]]),
                 "estimator": GLMCC(**settings), "from_cycle": glmcc.observe.from_cycle,
-                "recording": self._recording}  # fmt: skip
+                "recording": sp.select([at[int(u)] for u in self.plan.store_ids])}  # fmt: skip
 
     def _fit_links(self, k, links, stats) -> tuple[np.ndarray, ...]:
         """The links' J on the recording and each member's, over the same span (from the

@@ -164,10 +164,10 @@ def skeleton(lay: Layout, attrs: dict) -> xr.Dataset:
         v["rate_truth_hz"] = (("cycle", "population"), nan(C, K), {"units": "Hz"})
     if len(lay.links):
         L = len(lay.links)
-        for name, text in (("link_y", "GLMCC J estimated on the recording"),
+        for name, text in (("link_y", "GLMCC J of the recording over the span the members simulated"),
                            ("link_hx_mean", "ensemble mean of the members' J"),
                            ("link_hx_sd", "ensemble sd of the members' J"),
-                           ("link_error_var", "error variance: J_se² of the recording's + mean of the members'")):  # fmt: skip
+                           ("link_error_var", "error variance: the recording's J_se² + the members' mean J_se²")):  # fmt: skip
             v[name] = (("cycle", "link"), nan(C, L), {"units": "1", "long_name": text})
     if lay.states:
         v["v_obs"] = (
