@@ -345,6 +345,132 @@ class TripletMap:
         return out
 
 
+def theta_estimates(patterns, pseudo_count: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """θ (T, 7) and their delta-method standard errors (T, 7) from pattern counts (T, 8),
+    NaN for a triplet with a silent unit (or, with pseudo_count 0, an empty cell): the
+    estimates :func:`result_dataset` reports."""
+    p = np.asarray(patterns, dtype=np.int64).reshape(-1, 8)
+    active = np.stack([p[:, [x for x in range(8) if (x >> k) & 1]].sum(axis=1) for k in range(3)], 1)
+    bad = (active == 0).any(axis=1) | ((p == 0).any(axis=1) & (pseudo_count == 0))
+    th, se = thetas(p, pseudo_count), delta_se(p, pseudo_count)
+    th[bad] = np.nan
+    se[bad] = np.nan
+    return th, se
+
+
+class TripletAccumulator:
+    """The triplet map's sufficient statistics of some triplets, the 8 pattern counts,
+    summed over consecutive stretches of spike trains (the windows of an assimilation), so
+    that each member's θ needs no stored spikes.
+
+    Bins are counted from the first stretch's start (``origin_s``) with the arithmetic of
+    :meth:`TripletMap.counts` on the whole train, so that the totals are those of the whole
+    train at once, exactly. A bin that straddles two stretches is completed by the next
+    one: the accumulator keeps the spikes of its last two bins (``carry``: the partial bin,
+    and the last full one, which a spike on its edge may still reach by rounding) and each
+    stretch adds the counts of (carry ∪ stretch) from the last full bin on, minus what the
+    carry alone gave that bin before.
+
+    Parameters
+    ----------
+    triplets : (T, 3) int
+        Positions of the units of each triplet in the spike trains given to :meth:`add`.
+    bin_ms : float
+        Bin Δ (ms), as :class:`TripletMap`.
+    """
+
+    def __init__(self, triplets, bin_ms: float):
+        self.triplets = np.asarray(triplets, dtype=np.int64).reshape(-1, 3)
+        self.bin_s = float(bin_ms) * 1e-3
+        self.patterns = np.zeros((self.triplets.shape[0], 8), np.int64)
+        self.n_bins = 0
+        self.origin_s = None
+        self.carry = None
+
+    def _bin_of(self, times_s: np.ndarray) -> np.ndarray:
+        # the kernel's arithmetic (active_bins): floor((t − origin) / Δ)
+        return np.floor((times_s - self.origin_s) / self.bin_s).astype(np.int64)
+
+    def _patterns(self, spikes: SpikeTrains, b0: int, b1: int) -> np.ndarray:
+        """Pattern counts (T, 8) of bins b0..b1−1 (from the origin) of ``spikes``."""
+        if b1 <= b0:
+            return np.zeros((self.triplets.shape[0], 8), np.int64)
+        bins, boffs = K.active_bins(spikes.times_s, spikes.offsets, self.origin_s, self.bin_s, b1)
+        keep = bins >= b0
+        unit = np.repeat(np.arange(boffs.size - 1), np.diff(boffs))
+        kept = np.zeros(boffs.size, np.int64)
+        np.cumsum(np.bincount(unit[keep], minlength=boffs.size - 1), out=kept[1:])
+        return pattern_counts(K.merge_counts(bins[keep] - b0, kept, self.triplets), b1 - b0)
+
+    def add(self, spikes: SpikeTrains) -> None:
+        """Add the next stretch (its t_start_s must be the previous stretch's t_stop_s)."""
+        if self.origin_s is None:
+            self.origin_s = float(spikes.t_start_s)
+            joined, b0 = spikes, 0
+        else:
+            c = self.carry
+            if not np.isclose(spikes.t_start_s, c.t_stop_s):
+                raise ValueError(
+                    f"the stretch starts at {spikes.t_start_s} s, not where the last one ended "
+                    f"({c.t_stop_s} s)"
+                )
+            if not np.array_equal(spikes.unit_ids, c.unit_ids):
+                raise ValueError("the stretch's units differ from the previous stretch's")
+            joined = SpikeTrains.from_lists(
+                [np.concatenate([c.train(k), spikes.train(k)]) for k in range(spikes.n_units)],
+                spikes.unit_ids, c.t_start_s, spikes.t_stop_s,
+            )  # fmt: skip
+            b0 = max(self.n_bins - 1, 0)
+        n_total = int(np.floor((spikes.t_stop_s - self.origin_s) / self.bin_s + 1e-9))
+        new = self._patterns(joined, b0, n_total)
+        if self.carry is not None:
+            new -= self._patterns(self.carry, b0, self.n_bins)
+        self.patterns += new
+        self.n_bins = max(n_total, self.n_bins)
+        # keep the spikes of the last full bin and of the partial one
+        first = self.n_bins - 1
+        trains = [joined.train(k) for k in range(joined.n_units)]
+        trains = [t[self._bin_of(t) >= first] for t in trains]
+        starts = [t[0] for t in trains if t.size]
+        t0 = min([self.origin_s + max(first, 0) * self.bin_s, spikes.t_stop_s, *starts])
+        self.carry = SpikeTrains.from_lists(trains, spikes.unit_ids, max(t0, self.origin_s), spikes.t_stop_s)
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the full bins accumulated (s)."""
+        return self.n_bins * self.bin_s
+
+    def estimates(self, pseudo_count: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """θ (T, 7) and their delta-method SE (T, 7) of the accumulated counts
+        (:func:`theta_estimates`)."""
+        if self.origin_s is None:
+            raise ValueError("nothing accumulated yet")
+        return theta_estimates(self.patterns, pseudo_count)
+
+    def to_arrays(self) -> dict:
+        """The accumulator's state as named arrays (for a member's checkpoint file)."""
+        if self.origin_s is None:
+            return {}
+        c = self.carry
+        return {"patterns": self.patterns, "n_bins": np.array(self.n_bins, np.int64),
+                "origin_s": np.array(self.origin_s), "carry_times_s": c.times_s,
+                "carry_offsets": c.offsets, "carry_unit_ids": c.unit_ids,
+                "carry_bounds_s": np.array([c.t_start_s, c.t_stop_s])}  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, triplets, bin_ms: float, arrays: dict) -> TripletAccumulator:
+        """The accumulator that :meth:`to_arrays` described (empty for ``{}``)."""
+        acc = cls(triplets, bin_ms)
+        if arrays:
+            acc.patterns = np.array(arrays["patterns"], np.int64)
+            acc.n_bins = int(arrays["n_bins"])
+            acc.origin_s = float(arrays["origin_s"])
+            t0, t1 = arrays["carry_bounds_s"]
+            acc.carry = SpikeTrains(arrays["carry_times_s"], arrays["carry_offsets"],
+                                    arrays["carry_unit_ids"], float(t0), float(t1))  # fmt: skip
+        return acc
+
+
 def _check_spikes(spikes: SpikeTrains) -> None:
     if spikes.n_units < 3:
         raise ValueError(f"the triplet map needs ≥ 3 units, the spike trains have {spikes.n_units}")
