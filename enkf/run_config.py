@@ -327,6 +327,20 @@ class LinkObservations(Strict):
     only accumulate)."""
 
 
+class TripletObservations(Strict):
+    """The triplet map's θ_12, θ_13, θ_23 and θ_123 of some triplets as observations (see
+    docs/constraints.md): each member's θ from its own simulated spikes of the triplet,
+    accumulated from the first window, against the recording's θ over the same span, with
+    the two delta-method SE² as the error variance."""
+
+    triplets: Annotated[int, Field(ge=1)] = 10
+    """How many of the triplets classified as excitatory common input, the most coupled
+    first (the sum of their pairs' θ_ij / SE)."""
+    from_cycle: Annotated[int, Field(ge=0)] = 2
+    """The triplets are assimilated from this cycle on (before it the members' counts only
+    accumulate)."""
+
+
 class GlmccConstraint(Strict):
     """GLMCC (inference.GLMCC) on the observed spikes: its significant connections become
     the members' synapses among the observed neurons (see docs/constraints.md)."""
@@ -376,6 +390,8 @@ class TripletConstraint(Strict):
     """Prior of the estimated factor on the sources' weights (log transform)."""
     per_source: bool = False
     """One strength parameter per source (True) or one for all sources (False)."""
+    observe: TripletObservations | None = None
+    """Also assimilate the θ's of the most coupled excitatory triplets (None: no)."""
 
 
 class ConstraintsSection(Strict):
@@ -434,15 +450,18 @@ class RunConfig(Strict):
             raise ValueError("constraints need observations (the estimators run on them)")
         if self.assimilation.states and self.observations is None:
             raise ValueError("assimilation.states needs observations")
-        glmcc = self.constraints.glmcc if self.constraints is not None else None
-        if glmcc is not None and glmcc.observe is not None:
+        for name in ("glmcc", "triplets"):
+            block = getattr(self.constraints, name) if self.constraints is not None else None
+            if block is None or block.observe is None:
+                continue
+            what = "links" if name == "glmcc" else "triplets"
             if self.assimilation.filter == "letkf":
-                raise ValueError("constraints.glmcc.observe: links are not localised; use filter enkf or etkf")
+                raise ValueError(f"constraints.{name}.observe: {what} are not localised; use filter enkf or etkf")
             asm = self.assimilation
             last = None if asm.cycles is None else asm.cycles - asm.holdout_cycles - 1
-            if last is not None and glmcc.observe.from_cycle > last:
+            if last is not None and block.observe.from_cycle > last:
                 raise ValueError(
-                    f"constraints.glmcc.observe.from_cycle: {glmcc.observe.from_cycle} is after the "
+                    f"constraints.{name}.observe.from_cycle: {block.observe.from_cycle} is after the "
                     f"last assimilated cycle ({last})"
                 )
         if self.assimilation.filter == "letkf" and self.observations.reduce == "population_mean":

@@ -519,7 +519,7 @@ def test_link_observations_are_assimilated_from_their_cycle(tmp_path):
     np.testing.assert_array_equal(ds["param"].values[1, 0], ref["param"].values[1, 0])
     assert not np.array_equal(ds["param"].values[1, 1], ref["param"].values[1, 1])
     # the members' statistics live in their state files: every window since the first
-    _, _, links = load_member(member_path(runs["with"] / "checkpoint" / "slot1", 0), links=True)
+    links = load_member(member_path(runs["with"] / "checkpoint" / "slot1", 0), stats=True)[2]["links"]
     span = float(ds["window_end_s"].values[2] - ds["window_start_s"].values[0]) + 1.0  # + spin-up
     assert float(links["duration_s"]) == pytest.approx(span, rel=1e-9)
     assert links["counts"].shape[0] == 3 and links["counts"].sum() > 0
@@ -532,3 +532,71 @@ def test_link_observations_config_checks(tmp_path):
     (tmp_path / "late.yaml").write_text(yaml.safe_dump(base))
     with pytest.raises(ConfigError, match=r"observe.from_cycle: 2 is after the last assimilated cycle \(1\)"):
         load_run_config(tmp_path / "late.yaml")
+
+
+# A truth with two hidden excitatory neurons (50, 51: unrecorded) giving common input to
+# recorded neurons 5, 6, 7 and 2, 3 (10 nS, ≈ 8 mV): "E-all" and "E-pair" triplets.
+TRUTH_HIDDEN = dict(SPEC, name="small_truth_hidden",
+                    populations=SPEC["populations"] + [{"name": "H", "n": 2, "type": "E", "record": 0,
+                                                        "neuron": _LIF, "drive": _DRIVE}],
+                    explicit={"pre": [50, 50, 50, 51, 51], "post": [5, 6, 7, 2, 3],
+                              "weight": [10.0] * 5, "delay_ms": [1.0] * 5})  # fmt: skip
+
+
+def test_triplet_observations_are_assimilated_from_their_cycle(tmp_path):
+    """triplets.observe: θ_12, θ_13, θ_23 and θ_123 of the most coupled excitatory triplets,
+    each member's from its own spikes accumulated since the first window, join the
+    activity in the analysis."""
+    from enkf.driver import open_run
+    from enkf.driver.members import load_member, member_path
+    from enkf.driver.run import start
+    from inference import TripletMap
+    from inference.triplets import thetas
+    from observations import open_store
+
+    runs = {}
+    for name, observe in (("with", {"observe": {"triplets": 3, "from_cycle": 1}}), ("without", {})):
+        d = tmp_path / name
+        d.mkdir()
+        runs[name] = d / "run.zarr"
+        path = _config(d, {"triplets": {"strength": {"mean": 1.0, "sd": 0.5}, **observe}})
+        cfg = yaml.safe_load(path.read_text())
+        cfg["twin"]["network"]["spec"] = TRUTH_HIDDEN
+        cfg["assimilation"]["window_s"] = 2.0
+        path.write_text(yaml.safe_dump(cfg))
+        start(path, out=runs[name], progress=None, client=_client())
+    ds, ref = open_run(runs["with"]), open_run(runs["without"])
+    cs = ConstraintSet.load(runs["with"])
+    T = cs.triplet_neurons.shape[0]
+    assert 1 <= T <= 3 and ds.sizes["triplet"] == T and list(ds["interaction"].values) == ["12", "13", "23", "123"]
+    np.testing.assert_array_equal(ds["triplet_neuron"].values, cs.triplet_neurons)
+    # the hidden neurons' targets are the most coupled triplets
+    assert {tuple(sorted(t)) for t in cs.triplet_neurons.tolist()} & {(5, 6, 7)}
+    # cycle 0 only accumulates, cycle 1 assimilates, the held-out cycle 2 does not
+    assert np.isnan(ds["triplet_y"].values[[0, 2]]).all() and np.isfinite(ds["triplet_y"].values[1]).all()
+    # y: the triplet map on the recording over the span the members have simulated
+    rec = open_store(runs["with"] / "twin_observations.zarr").spikes
+    t0 = float(ds["window_start_s"].values[0]) - 1.0  # the spin-up
+    span = rec.between(t0, float(ds["window_end_s"].values[1]))
+    at = {int(u): i for i, u in enumerate(span.unit_ids)}
+    fit = TripletMap(bin_ms=5.0).fit(span, [[at[int(n)] for n in t] for t in cs.triplet_neurons])
+    want = np.column_stack([fit["theta_ij"].values, fit["theta_123"].values])
+    np.testing.assert_allclose(ds["triplet_y"].values[1], want, rtol=1e-12)
+    se2 = np.column_stack([fit["se_theta_ij"].values, fit["se_theta_123"].values]) ** 2
+    # hx: each member's θ of its own pattern counts, accumulated in its state file over the
+    # spin-up and windows 0 and 1 (cycle 1 wrote slot 0, which cycle 2 only read)
+    member_theta = []
+    for m in range(ds.sizes["member"]):
+        stats = load_member(member_path(runs["with"] / "checkpoint" / "slot0", m), stats=True)[2]
+        pats = stats["triplets"]["patterns"]
+        assert int(stats["triplets"]["n_bins"]) == fit.attrs["n_bins"] == round((span.duration_s) / 5e-3)
+        np.testing.assert_array_equal(pats.sum(axis=1), fit.attrs["n_bins"])  # every bin, once
+        member_theta.append(thetas(pats)[:, 3:7])
+    member_theta = np.array(member_theta)
+    np.testing.assert_allclose(ds["triplet_hx_mean"].values[1], member_theta.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(ds["triplet_hx_sd"].values[1], member_theta.std(axis=0, ddof=1), rtol=1e-12)
+    assert (ds["triplet_error_var"].values[1] > se2).all()  # + the members' own SE²
+    # the same run without them: identical up to cycle 1's analysis, which the θ's change
+    np.testing.assert_array_equal(ds["param"].values[0], ref["param"].values[0])
+    np.testing.assert_array_equal(ds["param"].values[1, 0], ref["param"].values[1, 0])
+    assert not np.array_equal(ds["param"].values[1, 1], ref["param"].values[1, 1])

@@ -20,7 +20,7 @@ import xarray as xr
 from enkf.config import ConfigError
 from enkf.constraints.calibrate import calibrate_j
 from enkf.constraints.connections import Connections, from_glmcc
-from enkf.constraints.sources import Sources, explained_pairs, from_triplets
+from enkf.constraints.sources import EXCITATORY_MOTIFS, Sources, explained_pairs, from_triplets
 from enkf.run_config import ConstraintsSection, ParameterSpec, Prior
 from model import Network, build_network
 from model.network import csr_rows
@@ -74,6 +74,11 @@ class ConstraintSet:
         significant first; empty when none.
     link_j, link_j_se : (L,) float64
         Their J and J_se estimated on the recording.
+    triplet_neurons : (T, 3) int64
+        Triplets whose θ_12, θ_13, θ_23 and θ_123 are assimilated (``triplets.observe``;
+        model neurons), the most coupled first; empty when none.
+    triplet_theta, triplet_theta_se : (T, 4) float64
+        Those θ's and their SEs estimated on the recording.
     info : dict
         What was done (estimator settings, counts, Dale conflicts, time resolution).
     results : dict of xarray.Dataset
@@ -103,6 +108,9 @@ class ConstraintSet:
     link_post: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     link_j: np.ndarray = field(default_factory=lambda: np.empty(0))
     link_j_se: np.ndarray = field(default_factory=lambda: np.empty(0))
+    triplet_neurons: np.ndarray = field(default_factory=lambda: np.empty((0, 3), np.int64))
+    triplet_theta: np.ndarray = field(default_factory=lambda: np.empty((0, 4)))
+    triplet_theta_se: np.ndarray = field(default_factory=lambda: np.empty((0, 4)))
     info: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict, repr=False)
 
@@ -186,6 +194,9 @@ class ConstraintSet:
                 "link_post_neuron": ("observed_link", self.link_post),
                 "link_j": ("observed_link", self.link_j),
                 "link_j_se": ("observed_link", self.link_j_se),
+                "triplet_neuron": (("observed_triplet", "vertex"), self.triplet_neurons),
+                "triplet_theta": (("observed_triplet", "interaction"), self.triplet_theta),
+                "triplet_theta_se": (("observed_triplet", "interaction"), self.triplet_theta_se),
             },
             attrs={"info": json.dumps(self.info), "replace_all": int(self.replace_all),
                    "conserve_in_degree": int(self.conserve_in_degree), "seed": self.seed},
@@ -215,6 +226,9 @@ class ConstraintSet:
             **({} if "link_j" not in ds else dict(
                 link_pre=v("link_pre_neuron"), link_post=v("link_post_neuron"),
                 link_j=v("link_j"), link_j_se=v("link_j_se"))),
+            **({} if "triplet_theta" not in ds else dict(
+                triplet_neurons=v("triplet_neuron"), triplet_theta=v("triplet_theta"),
+                triplet_theta_se=v("triplet_theta_se"))),
         )  # fmt: skip
 
 
@@ -237,6 +251,21 @@ def observed_links(ds: xr.Dataset, conns: Connections, n: int) -> dict:
     best = ok[np.argsort(-np.abs(J[ok]) / se[ok], kind="stable")][:n]
     return {"pre_unit": conns.pre[best].tolist(), "post_unit": conns.post[best].tolist(),
             "J": J[best].tolist(), "J_se": se[best].tolist()}  # fmt: skip
+
+
+def observed_triplets(ds: xr.Dataset, n: int) -> dict:
+    """The ``n`` triplets classified as excitatory common input with finite θ's, the most
+    coupled first (the sum over their pairs of θ_ij / SE): their units, θ_12, θ_13, θ_23,
+    θ_123 and SEs (lists, for the run's attrs)."""
+    th = np.column_stack([ds["theta_ij"].values, ds["theta_123"].values])
+    se = np.column_stack([ds["se_theta_ij"].values, ds["se_theta_123"].values])
+    ok = np.isin(ds["motif"].values.astype(str), EXCITATORY_MOTIFS)
+    ok &= np.isfinite(th).all(axis=1) & np.isfinite(se).all(axis=1) & (se > 0).all(axis=1)
+    idx = np.flatnonzero(ok)
+    coupling = (th[:, :3] / se[:, :3]).sum(axis=1)
+    best = idx[np.argsort(-coupling[idx], kind="stable")][:n]
+    return {"units": ds["triplet_units"].values[best].tolist(), "theta": th[best].tolist(),
+            "theta_se": se[best].tolist()}  # fmt: skip
 
 
 def in_degree_summary(base: Network, net: Network, observed) -> dict:
@@ -389,8 +418,11 @@ def prepare(cfg: ConstraintsSection, network: Network, plan, n_members: int, unt
             ds = _classified_triplets(spikes, cfg.triplets)
         sources = from_triplets(ds, where, explained)
         info["triplets"] = {"sources": sources.n,
-                            "excitatory_triplets": int(np.isin(ds["motif"].values.astype(str),
-                                                               ("E-all", "E-pair", "E-pairs")).sum())}  # fmt: skip
+                            "excitatory_triplets": int(np.isin(ds["motif"].values.astype(str), EXCITATORY_MOTIFS).sum()),
+                            "bin_ms": float(ds.attrs["bin_ms"]),
+                            "pseudo_count": float(ds.attrs.get("pseudo_count", 0.5))}  # fmt: skip
+        if cfg.triplets.observe is not None:
+            info["triplets"]["observed_triplets"] = observed_triplets(ds, cfg.triplets.observe.triplets)
         if sources.n == 0:
             _nothing(cfg, where, "no triplet of the observed units is classified as excitatory common input", say)
             sources = None
@@ -530,6 +562,11 @@ def _assemble(cfg, network, conns: Connections | None, sources: Sources | None, 
         syn["link_pre"] = np.array([neuron_of[int(u)] for u in links["pre_unit"]], np.int64)
         syn["link_post"] = np.array([neuron_of[int(u)] for u in links["post_unit"]], np.int64)
         syn["link_j"], syn["link_j_se"] = np.array(links["J"]), np.array(links["J_se"])
+    triplets = info.get("triplets", {}).get("observed_triplets") if sources is not None else None
+    if triplets and triplets["units"]:
+        syn["triplet_neurons"] = np.array([[neuron_of[int(u)] for u in t] for t in triplets["units"]], np.int64)
+        syn["triplet_theta"] = np.array(triplets["theta"])
+        syn["triplet_theta_se"] = np.array(triplets["theta_se"])
     return ConstraintSet(observed=observed, info=info, seed=cfg.seed,
                          replace_all=glmcc is not None and glmcc.undetected == "remove",
                          conserve_in_degree=glmcc is not None and glmcc.in_degree == "conserve",

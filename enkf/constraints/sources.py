@@ -23,6 +23,8 @@ import xarray as xr
 from enkf.constraints.connections import require
 
 _PAIRS = {"12": (0, 1), "13": (0, 2), "23": (1, 2)}
+#: The motif labels of excitatory common input (inference.triplet_motifs).
+EXCITATORY_MOTIFS = ("E-all", "E-pair", "E-pairs")
 
 
 @dataclass
@@ -75,7 +77,7 @@ def from_triplets(ds: xr.Dataset, where: str = "constraints.triplets", explained
     rate = ds["motif_source_rate_hz"].values
     amp = ds["motif_amplitude_mv"].values
     found: dict[tuple, list] = {}
-    for t in np.flatnonzero(np.isin(motif, ("E-all", "E-pair", "E-pairs"))):
+    for t in np.flatnonzero(np.isin(motif, EXCITATORY_MOTIFS)):
         if motif[t] == "E-all":
             groups = [(0, 1, 2)]
         elif motif[t] == "E-pair":

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from enkf.driver.observe import ObsModel
-from inference.glmcc import PairAccumulator
 from model import MemberParams, MemberState, Network, advance, initial_state
 from observations.operators import CalciumState
 
@@ -58,12 +57,13 @@ class ForecastJob:
     init_seed, drive_seed : int
         Seeds of the initial membrane potentials and of the random drive (combined with
         the member id inside :func:`model.advance`).
-    link_pairs : (L, 2) int64 or None
-        Pairs of observed neurons (positions in the observations' order) whose GLMCC
-        statistics each member accumulates over the windows, in its state file
-        (``constraints.glmcc.observe``); ``link_estimator`` the GLMCC whose settings they use.
-    return_links : bool
-        Return the members' accumulated statistics (the cycles whose links are assimilated).
+    statistics : tuple
+        The estimators' statistics each member accumulates over the windows from its
+        observed neurons' spikes, in its state file (:mod:`enkf.driver.statistics`:
+        ``LinkStatistic``, ``TripletStatistic``).
+    return_statistics : tuple of str
+        Names of the statistics whose accumulated sums the task returns (those that this
+        cycle assimilates).
     """
 
     cycle: int
@@ -79,9 +79,8 @@ class ForecastJob:
     n_members: int
     init_seed: int
     drive_seed: int
-    link_pairs: np.ndarray | None = None
-    link_estimator: object = None
-    return_links: bool = False
+    statistics: tuple = ()
+    return_statistics: tuple = ()
 
 
 def member_path(slot: str | Path, member: int) -> Path:
@@ -94,10 +93,10 @@ _MAGIC = b"SPKDAMS1"
 _SPARSE = ("buf_e", "buf_i")
 
 
-def save_member(path: Path, state: MemberState, op_state, links: dict | None = None) -> None:
+def save_member(path: Path, state: MemberState, op_state, stats: dict | None = None) -> None:
     """Write one member's model and operator state atomically (temporary file + rename),
-    and the arrays of its accumulated link statistics (``links``, see
-    :class:`inference.glmcc.PairAccumulator`), if any.
+    and the arrays of its accumulated statistics (``stats``: name → arrays, see
+    :mod:`enkf.driver.statistics`), if any.
 
     The file is raw bytes: a magic number, a JSON header (name → dtype, shape, offset) and
     the arrays one after the other — no archive to parse (np.savez's zip costs ~1 ms a
@@ -121,8 +120,9 @@ def save_member(path: Path, state: MemberState, op_state, links: dict | None = N
             arrays["ca_" + f.name] = np.asarray(getattr(op_state, f.name))
     elif op_state is not None:
         arrays["counts"] = np.asarray(op_state)
-    for name, a in (links or {}).items():
-        arrays["links." + name] = a
+    for stat, named in (stats or {}).items():
+        for name, a in named.items():
+            arrays[f"{stat}.{name}"] = a
     header, offset = {}, 0
     for name, a in arrays.items():
         a = np.asarray(a)
@@ -154,9 +154,9 @@ def _read(path: Path) -> dict:
     return out
 
 
-def load_member(path: Path, links: bool = False) -> tuple:
+def load_member(path: Path, stats: bool = False) -> tuple:
     """The (1-member MemberState, operator state) that :func:`save_member` wrote; with
-    ``links``, also its link statistics' arrays (a dict, empty if none were saved)."""
+    ``stats``, also its accumulated statistics (name → arrays; empty if none were saved)."""
     z = _read(path)
     kw = {}
     for k in MemberState.ARRAYS:
@@ -176,8 +176,13 @@ def load_member(path: Path, links: bool = False) -> tuple:
         op = z["counts"]
     else:
         op = None
-    if links:
-        return state, op, {k[6:]: v for k, v in z.items() if k.startswith("links.")}
+    if stats:
+        named = {}
+        for key, a in z.items():
+            stat, dot, name = key.partition(".")
+            if dot and stat not in _SPARSE:
+                named.setdefault(stat, {})[name] = a
+        return state, op, named
     return state, op
 
 
@@ -205,10 +210,10 @@ def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
         state = dataclasses.replace(state, step=int(round(job.t0_s / network.dt_s)))
         op_states = [obs.initial_state() if obs else None for _ in range(m)]
     else:
-        loaded = [load_member(member_path(job.read_slot, i), links=True) for i in job.members]
+        loaded = [load_member(member_path(job.read_slot, i), stats=True) for i in job.members]
         state = MemberState.concat([s for s, _, _ in loaded])
         op_states = [o for _, o, _ in loaded]
-    link_arrays = [{} if job.read_slot is None else loaded[i][2] for i in range(m)]
+    stat_arrays = [{} if job.read_slot is None else loaded[i][2] for i in range(m)]
     io_s = time.perf_counter() - t_start
 
     t_c = time.perf_counter()
@@ -226,10 +231,8 @@ def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
         hx.append(h)
         trace[i] = frames[:, obs.trace]
         new_ops.append(op)
-        if job.link_pairs is not None:
-            acc = PairAccumulator.from_arrays(job.link_pairs, job.link_estimator, link_arrays[i])
-            acc.add(spikes)
-            link_arrays[i] = acc.to_arrays()
+        for stat in job.statistics:
+            stat_arrays[i][stat.name] = stat.accumulate(stat_arrays[i].get(stat.name, {}), spikes)
     hx = np.array(hx) if hx else np.empty((m, 0))
     bin_s = rec.rate_bin_s
     first_bin = int(round((job.rate_t0_s - job.t0_s) / bin_s))
@@ -241,14 +244,15 @@ def forecast(job: ForecastJob, network: Network, obs: ObsModel | None) -> dict:
     t_w = time.perf_counter()
     Path(job.write_slot).mkdir(parents=True, exist_ok=True)
     for i, member in enumerate(job.members):
-        save_member(member_path(job.write_slot, member), state.select([i]), new_ops[i], link_arrays[i])
+        save_member(member_path(job.write_slot, member), state.select([i]), new_ops[i], stat_arrays[i])
     io_s += time.perf_counter() - t_w
-    links = None
-    if job.return_links:
-        # (m,) the accumulated statistics: counts, s_plus, s_minus, n_lags of each member
-        links = [tuple(a[k] for k in ("counts", "s_plus", "s_minus", "n_lags")) for a in link_arrays]
+    # name → (m,) each member's accumulated sums of the statistics assimilated this cycle
+    returned = {
+        stat.name: [stat.summary(a[stat.name]) for a in stat_arrays]
+        for stat in job.statistics if stat.name in job.return_statistics
+    }  # fmt: skip
     return {
-        "links": links,
+        "statistics": returned,
         "members": job.members,
         "hx": hx,
         "trace": trace,
@@ -274,8 +278,8 @@ def set_membrane(slot: str, member: int, neurons: np.ndarray, v_mv: np.ndarray) 
     analysis of per-neuron states, already clipped); refractory neurons keep theirs (the
     model holds them at V_reset until the refractory period ends)."""
     path = member_path(slot, member)
-    state, op, links = load_member(path, links=True)
+    state, op, stats = load_member(path, stats=True)
     v = state.v_mv.copy()
     free = state.refractory[0, neurons] == 0
     v[0, neurons[free]] = v_mv[free]
-    save_member(path, dataclasses.replace(state, v_mv=v), op, links)
+    save_member(path, dataclasses.replace(state, v_mv=v), op, stats)

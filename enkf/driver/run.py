@@ -161,6 +161,7 @@ class Driver:
             states=bool(self.asm.states),
             links=np.column_stack([cs.link_pre, cs.link_post]) if (cs := self.constraints) is not None
             else np.empty((0, 2), np.int64),
+            triplets=cs.triplet_neurons if cs is not None else np.empty((0, 3), np.int64),
         )
 
     def static(self, truth) -> dict:
@@ -266,9 +267,9 @@ class Driver:
         theta_f = self.forecast_params(k)
         frames = self.plan.frames(w) if self.plan else np.empty(0)
         valid = self.plan.valid(w) if self.plan else None
-        links = self._links
+        observed_stats = self._statistics
         assimilated = k < self.n_cycles() - asm.holdout_cycles
-        fit_links = links is not None and assimilated and k >= links["from_cycle"]
+        fitted = [o for o in observed_stats if assimilated and k >= o["from_cycle"]]
         jobs = [
             mem.ForecastJob(
                 cycle=k,
@@ -284,9 +285,8 @@ class Driver:
                 n_members=M,
                 init_seed=seed_int(asm.seed, INIT),
                 drive_seed=seed_int(asm.seed, DRIVE),
-                link_pairs=None if links is None else links["pairs"],
-                link_estimator=None if links is None else links["estimator"],
-                return_links=fit_links,
+                statistics=tuple(o["stat"] for o in observed_stats),
+                return_statistics=tuple(o["stat"].name for o in fitted),
             )
             for g in groups
         ]
@@ -331,21 +331,24 @@ class Driver:
         t_a = time.perf_counter()
         U_f = P.to_u(theta_f)
         Z_f = np.column_stack([U_f, v_obs]) if asm.states else U_f
-        link_out = {}
-        if fit_links:
-            stats = [s for r in results for s in r["links"]]
-            y_l, hx_l, var_l = self._fit_links(k, links, [stats[i] for i in order])
-            link_out = {"link_y": y_l, "link_hx_mean": hx_l.mean(axis=0),
-                        "link_hx_sd": hx_l.std(axis=0, ddof=1), "link_error_var": var_l}  # fmt: skip
+        stat_out, extra = {}, []
+        for o in fitted:
+            sums = [s for r in results for s in r["statistics"][o["stat"].name]]
+            c = self._compare(k, o, [sums[i] for i in order])
+            p = o["prefix"]
+            stat_out.update({f"{p}_y": c["y"], f"{p}_hx_mean": c["hx"].mean(axis=0),
+                             f"{p}_hx_sd": c["hx"].std(axis=0, ddof=1), f"{p}_error_var": c["error_var"]})  # fmt: skip
+            extra.append(c)
         if k >= self.n_cycles() - self.asm.holdout_cycles:
             # A held-out window: forecast and scored, never assimilated.
             Z_a, factor = Z_f.copy(), np.nan
             used = np.isfinite(y) & np.isfinite(var) if self.plan else np.zeros(0, bool)
-        elif fit_links:
-            # the links' J beside the activity, in one analysis
+        elif extra:
+            # the estimators' statistics beside the activity, in one analysis
             Z_a, used, factor = self._analysis(
-                k, Z_f, np.column_stack([hx, hx_l]), np.concatenate([y, y_l]),
-                np.concatenate([var, var_l]),
+                k, Z_f, np.column_stack([hx] + [c["hx"].reshape(M, -1) for c in extra]),
+                np.concatenate([y] + [c["y"].ravel() for c in extra]),
+                np.concatenate([var] + [c["error_var"].ravel() for c in extra]),
             )  # fmt: skip
             used = used[: y.size]
         else:
@@ -382,7 +385,7 @@ class Driver:
                 "innovation_ratio": float(np.mean(d[used] ** 2 / (hx_sd[used] ** 2 + var[used])))
                 if used.any() else np.nan,
             })  # fmt: skip
-        out.update(link_out)
+        out.update(stat_out)
         if asm.states and k >= self.n_cycles() - asm.holdout_cycles:
             out["v_obs"] = np.stack([v_obs, v_obs])
         elif asm.states:
@@ -403,50 +406,44 @@ class Driver:
         self._progress(progress, k, M, out, end=True, wall=cycle_s)
 
     @functools.cached_property
-    def _links(self) -> dict | None:
-        """What the forecast tasks need to accumulate the assimilated links' statistics
-        (``constraints.glmcc.observe``) and the recording's spikes to compare them with, or
-        None."""
-        cs = self.constraints
-        glmcc = self.cfg.constraints.glmcc if self.cfg.constraints is not None else None
-        if cs is None or glmcc is None or glmcc.observe is None or not cs.link_pre.size:
-            return None
+    def _statistics(self) -> list[dict]:
+        """The estimators' statistics that the run assimilates (``observe`` of
+        ``constraints.glmcc`` and ``constraints.triplets``): for each, the statistic the
+        forecast tasks accumulate (``stat``), ``from_cycle``, the store's variable prefix and
+        the recording's spikes of the observed neurons in the observations' order."""
+        cs, ccfg = self.constraints, self.cfg.constraints
+        if cs is None or ccfg is None:
+            return []
         from enkf.constraints.build import _glmcc_settings, estimator_spikes
+        from enkf.driver.statistics import LinkStatistic, TripletStatistic
         from inference import GLMCC
 
-        # the observed units' spikes, in the observations' order
-        sp, _ = estimator_spikes(self.plan, math.inf)
-        at = {int(u): i for i, u in enumerate(sp.unit_ids)}
-        settings = _glmcc_settings(xr.Dataset(attrs=cs.info["glmcc"]["settings"]))
         pos = self.plan.model.position
-        return {"pairs": np.column_stack([pos[cs.link_pre], pos[cs.link_post]]),
-                "estimator": GLMCC(**settings), "from_cycle": glmcc.observe.from_cycle,
-                "recording": sp.select([at[int(u)] for u in self.plan.store_ids])}  # fmt: skip
+        out = []
+        if ccfg.glmcc is not None and ccfg.glmcc.observe is not None and cs.link_pre.size:
+            settings = _glmcc_settings(xr.Dataset(attrs=cs.info["glmcc"]["settings"]))
+            stat = LinkStatistic(np.column_stack([pos[cs.link_pre], pos[cs.link_post]]), GLMCC(**settings))
+            out.append({"stat": stat, "from_cycle": ccfg.glmcc.observe.from_cycle, "prefix": "link"})
+        if ccfg.triplets is not None and ccfg.triplets.observe is not None and cs.triplet_neurons.size:
+            t_info = cs.info["triplets"]
+            stat = TripletStatistic(pos[cs.triplet_neurons], float(t_info["bin_ms"]), float(t_info["pseudo_count"]))
+            out.append({"stat": stat, "from_cycle": ccfg.triplets.observe.from_cycle, "prefix": "triplet"})
+        if out:
+            sp, _ = estimator_spikes(self.plan, math.inf)
+            at = {int(u): i for i, u in enumerate(sp.unit_ids)}
+            recording = sp.select([at[int(u)] for u in self.plan.store_ids])
+            for o in out:
+                o["recording"] = recording
+        return out
 
-    def _fit_links(self, k, links, stats) -> tuple[np.ndarray, ...]:
-        """The links' J on the recording and each member's, over the same span (from the
-        first window's start to the end of window ``k``: the same data length, so the same
-        estimator shrinkage on both sides).
+    def _compare(self, k, observed: dict, sums: list) -> dict:
+        """A statistic on the recording and each member's (``sums``, in member order) over
+        the same span: from the first window's start to the end of window ``k``
+        (:func:`enkf.driver.statistics.compare`)."""
+        from enkf.driver.statistics import compare
 
-        Returns y (L,), the recording's J; hx (M, L), the members' J from their accumulated
-        statistics; var (L,), the error variance: the recording's J_se² plus the members'
-        mean J_se². A link waits (var NaN) until the recording and every member give a J
-        with its J_se (GLMCC gives none until a pair has enough lags, τ c̄ > 10)."""
-        est, pairs = links["estimator"], links["pairs"]
-        sel = {"pre": xr.DataArray(pairs[:, 0]), "post": xr.DataArray(pairs[:, 1])}
-        span = links["recording"].between(self.window(0).t0_s, self.window(k).t1_s)
-        rec = est.fit(span, pairs)
-        y, se_y = rec["J"].isel(sel).values, rec["J_se"].isel(sel).values
-        units = np.arange(self.plan.model.neurons.size)
-        hx = np.full((len(stats), pairs.shape[0]), np.nan)
-        se = np.full_like(hx, np.nan)
-        for m, st in enumerate(stats):
-            fit = est._fit_statistics(units, pairs, *st)
-            hx[m], se[m] = fit["J"].isel(sel).values, fit["J_se"].isel(sel).values
-        ok = np.isfinite(y) & np.isfinite(se_y) & np.isfinite(hx).all(axis=0) & np.isfinite(se).all(axis=0)
-        var = np.full(pairs.shape[0], np.nan)
-        var[ok] = se_y[ok] ** 2 + (se[:, ok] ** 2).mean(axis=0)
-        return y, np.nan_to_num(hx), var
+        span = observed["recording"].between(self.window(0).t0_s, self.window(k).t1_s)
+        return compare(observed["stat"], span, sums, self.plan.model.neurons.size)
 
     def _analysis(self, k, Z_f, hx, y, var):
         """The filter and the inflation on the augmented ensemble Z_f (N, P [+ states])."""

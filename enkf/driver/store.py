@@ -37,6 +37,7 @@ import xarray as xr
 import zarr
 
 from enkf.config import ConfigError
+from enkf.driver.statistics import TripletStatistic
 
 SCHEMA = "spikeda.run/1"
 KIND = "run"
@@ -92,6 +93,8 @@ class Layout:
     extra: dict = field(default_factory=dict)
     links: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
     """(L, 2) model neurons (pre, post) of the links whose GLMCC J is assimilated."""
+    triplets: np.ndarray = field(default_factory=lambda: np.empty((0, 3), np.int64))
+    """(T, 3) model neurons of the triplets whose θ_ij and θ_123 are assimilated."""
 
 
 def _strings(values) -> np.ndarray:
@@ -169,6 +172,13 @@ def skeleton(lay: Layout, attrs: dict) -> xr.Dataset:
                            ("link_hx_sd", "ensemble sd of the members' J"),
                            ("link_error_var", "error variance: the recording's J_se² + the members' mean J_se²")):  # fmt: skip
             v[name] = (("cycle", "link"), nan(C, L), {"units": "1", "long_name": text})
+    if len(lay.triplets):
+        T3 = len(lay.triplets)
+        for name, text in (("triplet_y", "the triplet map's θ of the recording over the span the members simulated"),
+                           ("triplet_hx_mean", "ensemble mean of the members' θ"),
+                           ("triplet_hx_sd", "ensemble sd of the members' θ"),
+                           ("triplet_error_var", "error variance: the recording's SE² + the members' mean SE²")):  # fmt: skip
+            v[name] = (("cycle", "triplet", "interaction"), nan(C, T3, 4), {"units": "1", "long_name": text})
     if lay.states:
         v["v_obs"] = (
             ("cycle", "stage", "member", "neuron"),
@@ -194,6 +204,9 @@ def skeleton(lay: Layout, attrs: dict) -> xr.Dataset:
     if len(lay.links):
         coords["link_pre_neuron"] = ("link", np.asarray(lay.links)[:, 0].astype(np.int64))
         coords["link_post_neuron"] = ("link", np.asarray(lay.links)[:, 1].astype(np.int64))
+    if len(lay.triplets):
+        coords["triplet_neuron"] = (("triplet", "vertex"), np.asarray(lay.triplets, np.int64))
+        coords["interaction"] = _strings(TripletStatistic.INTERACTIONS)
     ds = xr.Dataset({k: xr.Variable(d, a, at) for k, (d, a, at) in v.items()}, coords=coords)
     ds.attrs.update(attrs)
     ds.attrs.update({"kind": KIND, "schema": SCHEMA, "completed_cycles": 0, "n_cycles": C})
