@@ -17,7 +17,8 @@ the members' network are the same in every run), on one LocalCluster, and report
 - the run time of both.
 
     python benchmarks/constrained.py [--seeds 1 2 3] [--members 100] [--runs with without]
-        [--undetected keep|remove] [--keep FOLDER] [--out results/constrained.json]
+        [--undetected keep|remove] [--observe LINKS FROM_CYCLE]
+        [--observe-triplets TRIPLETS FROM_CYCLE] [--keep FOLDER] [--out results/constrained.json]
 
 ``--structure RUN`` instead reports, for a constrained run kept with ``--keep``, how far each
 way of building the members' network (``glmcc.undetected`` × ``glmcc.in_degree``) leaves the
@@ -56,10 +57,13 @@ SYNC_MS = 5.0
 
 
 def config_text(seed: int, constrained: bool, members: int, undetected: str | None = None,
-                observe: tuple[int, int] | None = None) -> str:  # fmt: skip
+                observe: tuple[int, int] | None = None,
+                observe_triplets: tuple[int, int] | None = None) -> str:  # fmt: skip
     text = CONFIG.read_text()
-    if observe is not None:  # (links, from_cycle)
-        text = re.sub(r"(\n  glmcc: \{.*)\}", rf"\g<1>, observe: {{links: {observe[0]}, from_cycle: {observe[1]}}}}}", text)
+    for block, what, counts in (("glmcc", "links", observe), ("triplets", "triplets", observe_triplets)):
+        if counts is not None:  # (how many, from_cycle)
+            observe_text = f", observe: {{{what}: {counts[0]}, from_cycle: {counts[1]}}}}}"
+            text = re.sub(rf"(\n  {block}: \{{.*)\}}", lambda m: m.group(1) + observe_text, text)
     if undetected is not None:
         text = re.sub(r"(\n  glmcc: \{.*)undetected: \w+", rf"\g<1>undetected: {undetected}", text)
     text = re.sub(r"(\n  seed: )1\n(cluster)", rf"\g<1>{seed}\n\2", text)  # constraints.seed
@@ -200,7 +204,32 @@ def score(path: Path, cfg, wall_s: float) -> dict:
             "sync_true_mean_hz": float(s_true.mean()),
         },
         "constraints": json.loads(ds.attrs.get("constraints") or "{}"),
+        "statistics": statistic_fit(ds, k_last),
+        "source_strength": {name: {"prior_mean": float(ds["prior_mean"].values[i]),
+                                   "post_mean": float(post[:, i].mean())}
+                            for i, name in enumerate(P.names) if name.startswith("source_")},
     }  # fmt: skip
+
+
+def statistic_fit(ds, k_last: int) -> dict:
+    """For each assimilated estimator statistic (link J, triplet θ): how far the members'
+    forecast is from the recording's, in error sd (the RMS of (y − hx_mean)/sqrt(error
+    var)), at the first cycle it is assimilated and at the last assimilated cycle, and how
+    many of its values were assimilated there."""
+    out = {}
+    for p in ("link", "triplet"):
+        if f"{p}_y" not in ds:
+            continue
+        y, m = ds[f"{p}_y"].values, ds[f"{p}_hx_mean"].values
+        var = ds[f"{p}_error_var"].values
+        z = ((y - m) / np.sqrt(var)).reshape(y.shape[0], -1)
+        cycles = [k for k in range(k_last + 1) if np.isfinite(z[k]).any()]
+        if not cycles:
+            continue
+        rms = lambda k: float(np.sqrt(np.nanmean(z[k] ** 2)))  # noqa: E731
+        out[p] = {"first_cycle": cycles[0], "z_rms_first": rms(cycles[0]),
+                  "z_rms_last": rms(k_last), "n_used_last": int(np.isfinite(z[k_last]).sum())}  # fmt: skip
+    return out
 
 
 def structure_errors(path: Path, n_members: int = 8, seconds: float = 30.0) -> dict:
@@ -274,6 +303,9 @@ def main() -> None:
     ap.add_argument("--observe", type=int, nargs=2, metavar=("LINKS", "FROM_CYCLE"),
                     help="also assimilate the GLMCC J of this many links from this cycle on "
                          "(constraints.glmcc.observe) in the constrained run")
+    ap.add_argument("--observe-triplets", type=int, nargs=2, metavar=("TRIPLETS", "FROM_CYCLE"),
+                    help="also assimilate the θ's of this many excitatory triplets from this cycle "
+                         "on (constraints.triplets.observe) in the constrained run")
     ap.add_argument("--structure", metavar="RUN",
                     help="only report the structural error of the ways to build the members' "
                          "network, for this constrained run of the benchmark (see structure_errors)")
@@ -294,7 +326,8 @@ def main() -> None:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as lc, Client(lc) as client:
         for seed in args.seeds:
             for constrained in [r == "with" for r in args.runs]:
-                text = config_text(seed, constrained, args.members, args.undetected, args.observe)
+                text = config_text(seed, constrained, args.members, args.undetected, args.observe,
+                                   args.observe_triplets)
                 cfg = parse_run_config(text, str(CONFIG), CONFIG.parent)
                 path = work / f"seed{seed}_{'with' if constrained else 'without'}.run.zarr"
                 t = time.perf_counter()

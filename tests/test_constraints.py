@@ -525,13 +525,20 @@ def test_link_observations_are_assimilated_from_their_cycle(tmp_path):
     assert links["counts"].shape[0] == 3 and links["counts"].sum() > 0
 
 
-def test_link_observations_config_checks(tmp_path):
+@pytest.mark.parametrize("block", ["glmcc", "triplets"])
+def test_statistic_observations_config_checks(tmp_path, block):
     from enkf.run_config import load_run_config
 
-    base = yaml.safe_load(_config(tmp_path, {"glmcc": {"observe": {"from_cycle": 2}}}).read_text())
+    base = yaml.safe_load(_config(tmp_path, {block: {"observe": {"from_cycle": 2}}}).read_text())
     (tmp_path / "late.yaml").write_text(yaml.safe_dump(base))
-    with pytest.raises(ConfigError, match=r"observe.from_cycle: 2 is after the last assimilated cycle \(1\)"):
+    with pytest.raises(ConfigError, match=rf"constraints.{block}.observe.from_cycle: 2 is after the last assimilated cycle \(1\)"):
         load_run_config(tmp_path / "late.yaml")
+    base["constraints"][block]["observe"]["from_cycle"] = 1
+    base["assimilation"]["filter"] = "letkf"
+    base["assimilation"].update(localization={"by": "distance", "radius": 100.0}, states=["v_mv"])
+    (tmp_path / "letkf.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(ConfigError, match=rf"constraints.{block}.observe: .* are not localised; use filter enkf or etkf"):
+        load_run_config(tmp_path / "letkf.yaml")
 
 
 # A truth with two hidden excitatory neurons (50, 51: unrecorded) giving common input to
@@ -543,59 +550,90 @@ TRUTH_HIDDEN = dict(SPEC, name="small_truth_hidden",
                               "weight": [10.0] * 5, "delay_ms": [1.0] * 5})  # fmt: skip
 
 
+class _Crash(Exception):
+    pass
+
+
+class _CrashAfter:
+    """A progress stream that kills the driver (an exception out of the cycle loop) just
+    after it reports the end of cycle ``n`` (1-based): as a crash between two cycles."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def write(self, text: str) -> None:
+        if text.startswith(f"cycle {self.n}/"):
+            raise _Crash(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def test_triplet_observations_are_assimilated_from_their_cycle(tmp_path):
     """triplets.observe: θ_12, θ_13, θ_23 and θ_123 of the most coupled excitatory triplets,
     each member's from its own spikes accumulated since the first window, join the
-    activity in the analysis."""
+    activity in the analysis; a crash after a cycle loses none of the counts."""
+    from driver_helpers import assert_identical, results
     from enkf.driver import open_run
     from enkf.driver.members import load_member, member_path
-    from enkf.driver.run import start
+    from enkf.driver.run import resume, start
     from inference import TripletMap
     from inference.triplets import thetas
     from observations import open_store
 
     runs = {}
-    for name, observe in (("with", {"observe": {"triplets": 3, "from_cycle": 1}}), ("without", {})):
+    for name, observe in (("with", {"observe": {"triplets": 3, "from_cycle": 1}}), ("without", {}),
+                          ("crashed", {"observe": {"triplets": 3, "from_cycle": 1}})):  # fmt: skip
         d = tmp_path / name
         d.mkdir()
         runs[name] = d / "run.zarr"
         path = _config(d, {"triplets": {"strength": {"mean": 1.0, "sd": 0.5}, **observe}})
         cfg = yaml.safe_load(path.read_text())
         cfg["twin"]["network"]["spec"] = TRUTH_HIDDEN
-        cfg["assimilation"]["window_s"] = 2.0
+        cfg["assimilation"].update(window_s=2.0, cycles=4)
         path.write_text(yaml.safe_dump(cfg))
-        start(path, out=runs[name], progress=None, client=_client())
+        if name == "crashed":
+            with pytest.raises(_Crash):
+                start(path, out=runs[name], progress=_CrashAfter(2), client=_client())
+            assert xr.open_zarr(runs[name]).attrs["completed_cycles"] == 2
+            resume(runs[name], progress=None, client=_client())
+        else:
+            start(path, out=runs[name], progress=None, client=_client())
     ds, ref = open_run(runs["with"]), open_run(runs["without"])
+    # resumed after cycle 2 (index 1, the first with the θ's): the members' counts came back
+    # from their state files, and every result is the undisturbed run's, bit for bit
+    assert_identical(results(runs["with"]), results(runs["crashed"]))
     cs = ConstraintSet.load(runs["with"])
     T = cs.triplet_neurons.shape[0]
     assert 1 <= T <= 3 and ds.sizes["triplet"] == T and list(ds["interaction"].values) == ["12", "13", "23", "123"]
     np.testing.assert_array_equal(ds["triplet_neuron"].values, cs.triplet_neurons)
     # the hidden neurons' targets are the most coupled triplets
     assert {tuple(sorted(t)) for t in cs.triplet_neurons.tolist()} & {(5, 6, 7)}
-    # cycle 0 only accumulates, cycle 1 assimilates, the held-out cycle 2 does not
-    assert np.isnan(ds["triplet_y"].values[[0, 2]]).all() and np.isfinite(ds["triplet_y"].values[1]).all()
+    # cycle 0 only accumulates, cycles 1 and 2 assimilate, the held-out cycle 3 does not
+    y = ds["triplet_y"].values
+    assert np.isnan(y[[0, 3]]).all() and np.isfinite(y[[1, 2]]).all()
     # y: the triplet map on the recording over the span the members have simulated
     rec = open_store(runs["with"] / "twin_observations.zarr").spikes
     t0 = float(ds["window_start_s"].values[0]) - 1.0  # the spin-up
-    span = rec.between(t0, float(ds["window_end_s"].values[1]))
+    span = rec.between(t0, float(ds["window_end_s"].values[2]))
     at = {int(u): i for i, u in enumerate(span.unit_ids)}
     fit = TripletMap(bin_ms=5.0).fit(span, [[at[int(n)] for n in t] for t in cs.triplet_neurons])
     want = np.column_stack([fit["theta_ij"].values, fit["theta_123"].values])
-    np.testing.assert_allclose(ds["triplet_y"].values[1], want, rtol=1e-12)
+    np.testing.assert_allclose(y[2], want, rtol=1e-12)
     se2 = np.column_stack([fit["se_theta_ij"].values, fit["se_theta_123"].values]) ** 2
     # hx: each member's θ of its own pattern counts, accumulated in its state file over the
-    # spin-up and windows 0 and 1 (cycle 1 wrote slot 0, which cycle 2 only read)
+    # spin-up and windows 0 to 2 (cycle 2 wrote slot 1, which the last cycle only read)
     member_theta = []
     for m in range(ds.sizes["member"]):
-        stats = load_member(member_path(runs["with"] / "checkpoint" / "slot0", m), stats=True)[2]
+        stats = load_member(member_path(runs["with"] / "checkpoint" / "slot1", m), stats=True)[2]
         pats = stats["triplets"]["patterns"]
-        assert int(stats["triplets"]["n_bins"]) == fit.attrs["n_bins"] == round((span.duration_s) / 5e-3)
+        assert int(stats["triplets"]["n_bins"]) == fit.attrs["n_bins"] == round(span.duration_s / 5e-3)
         np.testing.assert_array_equal(pats.sum(axis=1), fit.attrs["n_bins"])  # every bin, once
         member_theta.append(thetas(pats)[:, 3:7])
     member_theta = np.array(member_theta)
-    np.testing.assert_allclose(ds["triplet_hx_mean"].values[1], member_theta.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(ds["triplet_hx_sd"].values[1], member_theta.std(axis=0, ddof=1), rtol=1e-12)
-    assert (ds["triplet_error_var"].values[1] > se2).all()  # + the members' own SE²
+    np.testing.assert_allclose(ds["triplet_hx_mean"].values[2], member_theta.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(ds["triplet_hx_sd"].values[2], member_theta.std(axis=0, ddof=1), rtol=1e-12)
+    assert (ds["triplet_error_var"].values[2] > se2).all()  # + the members' own SE²
     # the same run without them: identical up to cycle 1's analysis, which the θ's change
     np.testing.assert_array_equal(ds["param"].values[0], ref["param"].values[0])
     np.testing.assert_array_equal(ds["param"].values[1, 0], ref["param"].values[1, 0])

@@ -165,20 +165,18 @@ def skeleton(lay: Layout, attrs: dict) -> xr.Dataset:
         )
         v["trace_truth"] = (("cycle", "frame", "trace_neuron"), nan(C, F, T), {"units": ou})
         v["rate_truth_hz"] = (("cycle", "population"), nan(C, K), {"units": "Hz"})
-    if len(lay.links):
-        L = len(lay.links)
-        for name, text in (("link_y", "GLMCC J of the recording over the span the members simulated"),
-                           ("link_hx_mean", "ensemble mean of the members' J"),
-                           ("link_hx_sd", "ensemble sd of the members' J"),
-                           ("link_error_var", "error variance: the recording's J_se² + the members' mean J_se²")):  # fmt: skip
-            v[name] = (("cycle", "link"), nan(C, L), {"units": "1", "long_name": text})
-    if len(lay.triplets):
-        T3 = len(lay.triplets)
-        for name, text in (("triplet_y", "the triplet map's θ of the recording over the span the members simulated"),
-                           ("triplet_hx_mean", "ensemble mean of the members' θ"),
-                           ("triplet_hx_sd", "ensemble sd of the members' θ"),
-                           ("triplet_error_var", "error variance: the recording's SE² + the members' mean SE²")):  # fmt: skip
-            v[name] = (("cycle", "triplet", "interaction"), nan(C, T3, 4), {"units": "1", "long_name": text})
+    # the estimators' statistics assimilated beside the activity (enkf.driver.statistics)
+    for prefix, dims, shape, what in (
+        ("link", ("link",), (len(lay.links),), "GLMCC J"),
+        ("triplet", ("triplet", "interaction"), (len(lay.triplets), 4), "the triplet map's θ"),
+    ):
+        if not shape[0]:
+            continue
+        for name, text in (("y", f"{what} of the recording over the span the members simulated"),
+                           ("hx_mean", f"ensemble mean of the members' {what}"),
+                           ("hx_sd", f"ensemble sd of the members' {what}"),
+                           ("error_var", "error variance: the recording's SE² + the members' mean SE²")):  # fmt: skip
+            v[f"{prefix}_{name}"] = (("cycle", *dims), nan(C, *shape), {"units": "1", "long_name": text})
     if lay.states:
         v["v_obs"] = (
             ("cycle", "stage", "member", "neuron"),
