@@ -578,7 +578,7 @@ def test_triplet_observations_are_assimilated_from_their_cycle(tmp_path):
     from enkf.driver.members import load_member, member_path
     from enkf.driver.run import resume, start
     from inference import TripletMap
-    from inference.triplets import thetas
+    from inference.triplets import delta_se, thetas
     from observations import open_store
 
     runs = {}
@@ -623,17 +623,21 @@ def test_triplet_observations_are_assimilated_from_their_cycle(tmp_path):
     se2 = np.column_stack([fit["se_theta_ij"].values, fit["se_theta_123"].values]) ** 2
     # hx: each member's θ of its own pattern counts, accumulated in its state file over the
     # spin-up and windows 0 to 2 (cycle 2 wrote slot 1, which the last cycle only read)
-    member_theta = []
+    member_theta, member_se = [], []
     for m in range(ds.sizes["member"]):
         stats = load_member(member_path(runs["with"] / "checkpoint" / "slot1", m), stats=True)[2]
         pats = stats["triplets"]["patterns"]
         assert int(stats["triplets"]["n_bins"]) == fit.attrs["n_bins"] == round(span.duration_s / 5e-3)
         np.testing.assert_array_equal(pats.sum(axis=1), fit.attrs["n_bins"])  # every bin, once
         member_theta.append(thetas(pats)[:, 3:7])
+        member_se.append(delta_se(pats)[:, 3:7])
     member_theta = np.array(member_theta)
     np.testing.assert_allclose(ds["triplet_hx_mean"].values[2], member_theta.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(ds["triplet_hx_sd"].values[2], member_theta.std(axis=0, ddof=1), rtol=1e-12)
-    assert (ds["triplet_error_var"].values[2] > se2).all()  # + the members' own SE²
+    # the error variance: the recording's SE² + the members' mean SE², times the 2 cycles
+    # (1 and 2) that assimilate the θ's, so that the spikes they share count once
+    want = 2 * (se2 + (np.array(member_se) ** 2).mean(axis=0))
+    np.testing.assert_allclose(ds["triplet_error_var"].values[2], want, rtol=1e-12)
     # the same run without them: identical up to cycle 1's analysis, which the θ's change
     np.testing.assert_array_equal(ds["param"].values[0], ref["param"].values[0])
     np.testing.assert_array_equal(ds["param"].values[1, 0], ref["param"].values[1, 0])

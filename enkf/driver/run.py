@@ -439,11 +439,13 @@ class Driver:
     def _compare(self, k, observed: dict, sums: list) -> dict:
         """A statistic on the recording and each member's (``sums``, in member order) over
         the same span: from the first window's start to the end of window ``k``
-        (:func:`enkf.driver.statistics.compare`)."""
+        (:func:`enkf.driver.statistics.compare`; its error variance is multiplied by the
+        number of cycles that assimilate the statistic)."""
         from enkf.driver.statistics import compare
 
         span = observed["recording"].between(self.window(0).t0_s, self.window(k).t1_s)
-        return compare(observed["stat"], span, sums, self.plan.model.neurons.size)
+        repeats = max(1, self.n_cycles() - self.asm.holdout_cycles - observed["from_cycle"])
+        return compare(observed["stat"], span, sums, self.plan.model.neurons.size, repeats)
 
     def _analysis(self, k, Z_f, hx, y, var):
         """The filter and the inflation on the augmented ensemble Z_f (N, P [+ states])."""

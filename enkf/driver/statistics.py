@@ -9,8 +9,16 @@ exactly across windows (:class:`inference.glmcc.PairAccumulator`,
 each member's statistic and the recording's over the same span (the first window's start
 to the end of the cycle: the same data length, so the same estimator bias on both sides),
 and they join the activity in the analysis, with the recording's SE² plus the members'
-mean SE² as the error variance. A value waits (variance NaN) until the recording and every
-member give it with an SE.
+mean SE² as the error variance, times the number of cycles that assimilate the statistic.
+A value waits (variance NaN) until the recording and every member give it with an SE.
+
+Why the factor: the spans grow by one window a cycle, so the statistic of one cycle is
+mostly the data of the cycle before. Assimilated every cycle with its plain variance, the
+same spikes would count again and again, and the ensemble would shrink as if it had seen
+many independent recordings. With the variance multiplied by the number of assimilations
+N (the rule of the ensemble smoother with multiple data assimilation, Emerick & Reynolds
+2013: Σ 1/α = 1 when the same data are assimilated N times with error α R), the run takes
+in no more information than the longest span holds.
 """
 
 from __future__ import annotations
@@ -106,12 +114,13 @@ class TripletStatistic:
         return self.member(patterns, spikes.n_units)
 
 
-def compare(stat, recording: SpikeTrains, summaries: list, n_units: int) -> dict:
+def compare(stat, recording: SpikeTrains, summaries: list, n_units: int, repeats: int = 1) -> dict:
     """The statistic on the recording's span and each member's accumulated one.
 
     Returns arrays of ``stat.shape``: ``y`` (the recording's), ``hx`` (M, …) (the members',
-    0 where the value waits), ``error_var`` (the recording's SE² + the members' mean SE²;
-    NaN: the value waits, because the recording or some member gives no finite value or SE).
+    0 where the value waits), ``error_var`` (``repeats`` × (the recording's SE² + the
+    members' mean SE²), ``repeats`` being how many cycles assimilate the statistic; NaN:
+    the value waits, because the recording or some member gives no finite value or SE).
     """
     y, se_y = stat.recording(recording)
     per_member = [stat.member(s, n_units) for s in summaries]
@@ -119,5 +128,5 @@ def compare(stat, recording: SpikeTrains, summaries: list, n_units: int) -> dict
     se = np.stack([s for _, s in per_member])
     ok = np.isfinite(y) & np.isfinite(se_y) & np.isfinite(hx).all(axis=0) & np.isfinite(se).all(axis=0)
     var = np.full(y.shape, np.nan)
-    var[ok] = se_y[ok] ** 2 + (se[:, ok] ** 2).mean(axis=0)
+    var[ok] = repeats * (se_y[ok] ** 2 + (se[:, ok] ** 2).mean(axis=0))
     return {"y": y, "hx": np.nan_to_num(hx), "error_var": var}

@@ -175,7 +175,7 @@ def skeleton(lay: Layout, attrs: dict) -> xr.Dataset:
         for name, text in (("y", f"{what} of the recording over the span the members simulated"),
                            ("hx_mean", f"ensemble mean of the members' {what}"),
                            ("hx_sd", f"ensemble sd of the members' {what}"),
-                           ("error_var", "error variance: the recording's SE² + the members' mean SE²")):  # fmt: skip
+                           ("error_var", "error variance: (the recording's SE² + the members' mean SE²) × the number of cycles that assimilate it")):  # fmt: skip
             v[f"{prefix}_{name}"] = (("cycle", *dims), nan(C, *shape), {"units": "1", "long_name": text})
     if lay.states:
         v["v_obs"] = (
