@@ -63,7 +63,7 @@ def config_text(seed: int, constrained: bool, members: int, undetected: str | No
     for block, what, counts in (("glmcc", "links", observe), ("triplets", "triplets", observe_triplets)):
         if counts is not None:  # (how many, from_cycle)
             observe_text = f", observe: {{{what}: {counts[0]}, from_cycle: {counts[1]}}}}}"
-            text = re.sub(rf"(\n  {block}: \{{.*)\}}", lambda m: m.group(1) + observe_text, text)
+            text = re.sub(rf"(\n  {block}: \{{.*)\}}", lambda m, o=observe_text: m.group(1) + o, text)
     if undetected is not None:
         text = re.sub(r"(\n  glmcc: \{.*)undetected: \w+", rf"\g<1>undetected: {undetected}", text)
     text = re.sub(r"(\n  seed: )1\n(cluster)", rf"\g<1>{seed}\n\2", text)  # constraints.seed
@@ -226,9 +226,10 @@ def statistic_fit(ds, k_last: int) -> dict:
         cycles = [k for k in range(k_last + 1) if np.isfinite(z[k]).any()]
         if not cycles:
             continue
-        rms = lambda k: float(np.sqrt(np.nanmean(z[k] ** 2)))  # noqa: E731
-        out[p] = {"first_cycle": cycles[0], "z_rms_first": rms(cycles[0]),
-                  "z_rms_last": rms(k_last), "n_used_last": int(np.isfinite(z[k_last]).sum())}  # fmt: skip
+        z2 = np.where(np.isfinite(z), z**2, 0.0)
+        rms = np.sqrt(z2.sum(axis=1) / np.maximum(np.isfinite(z).sum(axis=1), 1))  # (cycle,)
+        out[p] = {"first_cycle": cycles[0], "z_rms_first": float(rms[cycles[0]]),
+                  "z_rms_last": float(rms[k_last]), "n_used_last": int(np.isfinite(z[k_last]).sum())}  # fmt: skip
     return out
 
 

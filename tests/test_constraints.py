@@ -574,6 +574,7 @@ def test_triplet_observations_are_assimilated_from_their_cycle(tmp_path):
     each member's from its own spikes accumulated since the first window, join the
     activity in the analysis; a crash after a cycle loses none of the counts."""
     from driver_helpers import assert_identical, results
+
     from enkf.driver import open_run
     from enkf.driver.members import load_member, member_path
     from enkf.driver.run import resume, start
