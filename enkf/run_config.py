@@ -314,31 +314,29 @@ class TwinSection(Strict):
     hidden sources, come last). None: the members' network."""
 
 
-class LinkObservations(Strict):
-    """GLMCC's J of some estimated links as observations (see docs/constraints.md): each
-    member's J is fitted on its own simulated spikes of the pair, accumulated from the
-    first window, against the J of the recording over the same span (same data length),
-    with the two J_se² as the error variance."""
+class StatisticObservations(Strict):
+    """An estimator's statistic as observations (see docs/constraints.md): each member's
+    value from its own simulated spikes, accumulated from the first window, against the
+    recording's over the same span (same data length), with the two SE² as the error
+    variance (times the number of cycles that assimilate it)."""
+
+    from_cycle: Annotated[int, Field(ge=0)] = 2
+    """Assimilated from this cycle on (before it the members' statistics only accumulate)."""
+
+
+class LinkObservations(StatisticObservations):
+    """GLMCC's J of some of the constrained links."""
 
     links: Annotated[int, Field(ge=1)] = 20
     """How many of the constrained links, the most significant first (|J|/J_se)."""
-    from_cycle: Annotated[int, Field(ge=0)] = 2
-    """The links are assimilated from this cycle on (before it the members' statistics
-    only accumulate)."""
 
 
-class TripletObservations(Strict):
-    """The triplet map's θ_12, θ_13, θ_23 and θ_123 of some triplets as observations (see
-    docs/constraints.md): each member's θ from its own simulated spikes of the triplet,
-    accumulated from the first window, against the recording's θ over the same span, with
-    the two delta-method SE² as the error variance."""
+class TripletObservations(StatisticObservations):
+    """The triplet map's θ_12, θ_13, θ_23 and θ_123 of some triplets."""
 
     triplets: Annotated[int, Field(ge=1)] = 10
     """How many of the triplets classified as excitatory common input, the most coupled
     first (the sum of their pairs' θ_ij / SE)."""
-    from_cycle: Annotated[int, Field(ge=0)] = 2
-    """The triplets are assimilated from this cycle on (before it the members' counts only
-    accumulate)."""
 
 
 class GlmccConstraint(Strict):

@@ -346,27 +346,17 @@ class PairAccumulator:
     def add(self, spikes: SpikeTrains) -> None:
         """Add the next stretch (its t_start_s must be the previous stretch's t_stop_s)."""
         if self.carry is None:
+            whole = spikes
             new = self._statistics(spikes)
         else:
-            if not np.isclose(spikes.t_start_s, self.carry.t_stop_s):
-                raise ValueError(
-                    f"the stretch starts at {spikes.t_start_s} s, not where the last one ended "
-                    f"({self.carry.t_stop_s} s)"
-                )
-            if not np.array_equal(spikes.unit_ids, self.carry.unit_ids):
-                raise ValueError("the stretch's units differ from the previous stretch's")
-            joined = SpikeTrains.from_lists(
-                [np.concatenate([self.carry.train(k), spikes.train(k)]) for k in range(spikes.n_units)],
-                spikes.unit_ids, self.carry.t_start_s, spikes.t_stop_s,
-            )  # fmt: skip
-            both, old = self._statistics(joined), self._statistics(self.carry)
+            whole = self.carry.followed_by(spikes)
+            both, old = self._statistics(whole), self._statistics(self.carry)
             new = tuple(b - o for b, o in zip(both, old, strict=True))
         self.stats = new if self.stats is None else tuple(
             s + n for s, n in zip(self.stats, new, strict=True)
         )  # fmt: skip
         # the last window_ms of everything so far (a stretch shorter than that keeps some
         # of the carry before it)
-        whole = spikes if self.carry is None else joined
         t0 = max(whole.t_start_s, whole.t_stop_s - self.estimator.window_ms * 1e-3)
         self.carry = whole.between(t0, whole.t_stop_s)
         self.duration_s += spikes.duration_s
@@ -375,11 +365,9 @@ class PairAccumulator:
         """The accumulator's state as named arrays (for a member's checkpoint file)."""
         if self.stats is None:
             return {}
-        c = self.carry
         return {"counts": self.stats[0], "s_plus": self.stats[1], "s_minus": self.stats[2],
-                "n_lags": self.stats[3], "carry_times_s": c.times_s, "carry_offsets": c.offsets,
-                "carry_unit_ids": c.unit_ids, "carry_bounds_s": np.array([c.t_start_s, c.t_stop_s]),
-                "duration_s": np.array(self.duration_s)}  # fmt: skip
+                "n_lags": self.stats[3], "duration_s": np.array(self.duration_s),
+                **self.carry.to_arrays("carry_")}  # fmt: skip
 
     @classmethod
     def from_arrays(cls, pairs, estimator: GLMCC, arrays: dict) -> PairAccumulator:
@@ -387,9 +375,7 @@ class PairAccumulator:
         acc = cls(pairs, estimator)
         if arrays:
             acc.stats = tuple(arrays[k] for k in ("counts", "s_plus", "s_minus", "n_lags"))
-            t0, t1 = arrays["carry_bounds_s"]
-            acc.carry = SpikeTrains(arrays["carry_times_s"], arrays["carry_offsets"],
-                                    arrays["carry_unit_ids"], float(t0), float(t1))  # fmt: skip
+            acc.carry = SpikeTrains.from_arrays(arrays, "carry_")
             acc.duration_s = float(arrays["duration_s"])
         return acc
 

@@ -408,19 +408,7 @@ class TripletAccumulator:
             self.origin_s = float(spikes.t_start_s)
             joined, b0 = spikes, 0
         else:
-            c = self.carry
-            if not np.isclose(spikes.t_start_s, c.t_stop_s):
-                raise ValueError(
-                    f"the stretch starts at {spikes.t_start_s} s, not where the last one ended "
-                    f"({c.t_stop_s} s)"
-                )
-            if not np.array_equal(spikes.unit_ids, c.unit_ids):
-                raise ValueError("the stretch's units differ from the previous stretch's")
-            joined = SpikeTrains.from_lists(
-                [np.concatenate([c.train(k), spikes.train(k)]) for k in range(spikes.n_units)],
-                spikes.unit_ids, c.t_start_s, spikes.t_stop_s,
-            )  # fmt: skip
-            b0 = max(self.n_bins - 1, 0)
+            joined, b0 = self.carry.followed_by(spikes), max(self.n_bins - 1, 0)
         n_total = int(np.floor((spikes.t_stop_s - self.origin_s) / self.bin_s + 1e-9))
         new = self._patterns(joined, b0, n_total)
         if self.carry is not None:
@@ -451,11 +439,8 @@ class TripletAccumulator:
         """The accumulator's state as named arrays (for a member's checkpoint file)."""
         if self.origin_s is None:
             return {}
-        c = self.carry
         return {"patterns": self.patterns, "n_bins": np.array(self.n_bins, np.int64),
-                "origin_s": np.array(self.origin_s), "carry_times_s": c.times_s,
-                "carry_offsets": c.offsets, "carry_unit_ids": c.unit_ids,
-                "carry_bounds_s": np.array([c.t_start_s, c.t_stop_s])}  # fmt: skip
+                "origin_s": np.array(self.origin_s), **self.carry.to_arrays("carry_")}  # fmt: skip
 
     @classmethod
     def from_arrays(cls, triplets, bin_ms: float, arrays: dict) -> TripletAccumulator:
@@ -465,9 +450,7 @@ class TripletAccumulator:
             acc.patterns = np.array(arrays["patterns"], np.int64)
             acc.n_bins = int(arrays["n_bins"])
             acc.origin_s = float(arrays["origin_s"])
-            t0, t1 = arrays["carry_bounds_s"]
-            acc.carry = SpikeTrains(arrays["carry_times_s"], arrays["carry_offsets"],
-                                    arrays["carry_unit_ids"], float(t0), float(t1))  # fmt: skip
+            acc.carry = SpikeTrains.from_arrays(arrays, "carry_")
         return acc
 
 

@@ -141,6 +141,33 @@ class SpikeTrains:
             trains.append(t[np.searchsorted(t, t0_s, side) : np.searchsorted(t, t1_s, "right")])
         return SpikeTrains.from_lists(trains, self.unit_ids, t0_s, t1_s)
 
+    def followed_by(self, later: SpikeTrains) -> SpikeTrains:
+        """One SpikeTrains over these spikes and ``later``'s, which must start where these
+        end, with the same units (consecutive stretches of one recording or simulation)."""
+        if not np.isclose(later.t_start_s, self.t_stop_s):
+            raise SpikeTrainError(
+                f"the stretch starts at {later.t_start_s} s, not where the last one ended "
+                f"({self.t_stop_s} s)"
+            )
+        if not np.array_equal(later.unit_ids, self.unit_ids):
+            raise SpikeTrainError("the stretch's units differ from the previous stretch's")
+        trains = [np.concatenate([self.train(k), later.train(k)]) for k in range(self.n_units)]
+        return SpikeTrains.from_lists(trains, self.unit_ids, self.t_start_s, later.t_stop_s)
+
+    def to_arrays(self, prefix: str = "") -> dict:
+        """The trains as named arrays (``times_s``, ``offsets``, ``unit_ids``, ``bounds_s``,
+        each name after ``prefix``), for files of plain arrays; :meth:`from_arrays` reads
+        them back."""
+        return {prefix + "times_s": self.times_s, prefix + "offsets": self.offsets,
+                prefix + "unit_ids": self.unit_ids,
+                prefix + "bounds_s": np.array([self.t_start_s, self.t_stop_s])}  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, prefix: str = "") -> SpikeTrains:
+        t0, t1 = arrays[prefix + "bounds_s"]
+        return cls(arrays[prefix + "times_s"], arrays[prefix + "offsets"],
+                   arrays[prefix + "unit_ids"], float(t0), float(t1))  # fmt: skip
+
     def binned(self, bin_s: float, sparse: bool = False):
         """Spike counts in bins of ``bin_s`` from t_start_s: (n_units, n_bins) int32, dense
         or as a scipy.sparse CSR matrix (for long, sparse recordings). The last bin may be
